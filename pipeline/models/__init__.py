@@ -1,0 +1,3 @@
+from .runs import DeviceCheckRun, Run, RunEvent
+
+__all__ = ["DeviceCheckRun", "Run", "RunEvent"]

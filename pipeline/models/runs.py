@@ -1,0 +1,134 @@
+"""Runs: long jobs executed by Celery workers. The database row, not Celery's result backend, is the
+source of truth that pages read: status, progress, message, timings, device, config and errors."""
+
+from django.conf import settings
+from django.db import models
+from django.urls import reverse
+from django.utils import timezone
+
+
+class Run(models.Model):
+    """Base of every run (multi-table inheritance, so one query lists all runs of all kinds)."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        SUCCEEDED = "succeeded", "Succeeded"
+        FAILED = "failed", "Failed"
+        CANCELLED = "cancelled", "Cancelled"
+
+    FINISHED = (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
+
+    kind = models.CharField(max_length=40, editable=False)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.QUEUED, db_index=True)
+    progress = models.FloatField(default=0.0, help_text="0-100")
+    message = models.CharField(max_length=500, blank=True)
+    error = models.TextField(blank=True)
+    config = models.JSONField(default=dict, blank=True)
+    device = models.CharField(max_length=120, blank=True, help_text="device the run actually used")
+    code_version = models.CharField(max_length=64, blank=True)
+    worker = models.CharField(max_length=200, blank=True)
+    celery_task_id = models.CharField(max_length=64, blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    attempts = models.PositiveIntegerField(default=0, help_text="deliveries of the task (more than 1 = resumed)")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    KIND = "run"
+
+    def __str__(self):
+        return f"{self.get_kind_display()} #{self.pk}"
+
+    def save(self, *args, **kwargs):
+        if not self.kind:
+            self.kind = self.KIND
+        super().save(*args, **kwargs)
+
+    def get_absolute_url(self):
+        return reverse("pipeline:run_detail", args=[self.pk])
+
+    def get_kind_display(self):
+        model = run_models().get(self.kind)
+        return model._meta.verbose_name.capitalize() if model else self.kind
+
+    @property
+    def is_finished(self):
+        return self.status in self.FINISHED
+
+    @property
+    def duration(self):
+        if not self.started_at:
+            return None
+        return (self.finished_at or timezone.now()) - self.started_at
+
+    def specific(self):
+        """The subclass instance (ClusteringRun, TrainingRun, ...) behind this base row."""
+        model = run_models().get(self.kind)
+        if model is None or isinstance(self, model):
+            return self
+        return model.objects.get(pk=self.pk)
+
+    # Updates go through queryset.update so a worker never overwrites a cancel request made meanwhile.
+    def update_fields(self, **fields):
+        fields.setdefault("heartbeat_at", timezone.now())
+        Run.objects.filter(pk=self.pk).update(**fields)
+        for name, value in fields.items():
+            setattr(self, name, value)
+
+    def request_cancel(self):
+        if self.is_finished:
+            return False
+        if self.status == self.Status.QUEUED:
+            self.update_fields(status=self.Status.CANCELLED, cancel_requested=True, finished_at=timezone.now(),
+                               message="Cancelled before it started")
+        else:
+            self.update_fields(cancel_requested=True, message="Cancelling…")
+        return True
+
+    def cancel_was_requested(self):
+        return Run.objects.filter(pk=self.pk, cancel_requested=True).exists()
+
+
+class RunEvent(models.Model):
+    """One measured point of a run (an epoch, a case): what the live curves on the run page draw."""
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="events")
+    step = models.PositiveIntegerField()
+    series = models.CharField(max_length=40, default="train", help_text="e.g. an arm of a comparison")
+    values = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["run", "series", "step"]
+        constraints = [models.UniqueConstraint(fields=["run", "series", "step"], name="unique_run_event_step")]
+
+    def __str__(self):
+        return f"{self.run} {self.series} step {self.step}"
+
+
+class DeviceCheckRun(Run):
+    """A quick check that a worker can reach its device: runs a small matrix product and records the device."""
+
+    size = models.PositiveIntegerField(default=256)
+    gflops = models.FloatField(null=True, blank=True)
+
+    KIND = "device_check"
+
+    class Meta:
+        verbose_name = "device check"
+
+
+def run_models():
+    """``{kind: model}`` for every concrete subclass of :class:`Run`."""
+    found, todo = {}, list(Run.__subclasses__())
+    while todo:
+        model = todo.pop()
+        found[model.KIND] = model
+        todo.extend(model.__subclasses__())
+    return found

@@ -1,0 +1,57 @@
+"""Every URL of the project, requested as anonymous, reader, coordinator and admin."""
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver, reverse
+
+from tests.access_table import ACCESS, LANDS_ON_LOGIN, PUBLIC
+from tests.conftest import make_user
+
+pytestmark = pytest.mark.django_db
+
+
+def all_url_names(patterns=None, namespace=""):
+    names = set()
+    for p in patterns if patterns is not None else get_resolver().url_patterns:
+        if isinstance(p, URLResolver):
+            ns = f"{namespace}{p.namespace}:" if p.namespace else namespace
+            names |= all_url_names(p.url_patterns, ns)
+        elif isinstance(p, URLPattern) and p.name:
+            names.add(namespace + p.name)
+    return names
+
+
+def test_every_url_is_in_the_table():
+    assert all_url_names() == {row[0] for row in ACCESS}
+
+
+@pytest.fixture
+def access_objects(db):
+    from pipeline.models import DeviceCheckRun
+
+    return {"run": DeviceCheckRun.objects.create(status="running")}
+
+
+def request(client, method, url):
+    return getattr(client, method)(url)
+
+
+@pytest.mark.parametrize("name,method,args,expect", ACCESS, ids=[r[0] for r in ACCESS])
+@pytest.mark.parametrize("role", ["anonymous", "reader", "coordinator", "admin"])
+def test_access(client_for, access_objects, monkeypatch, name, method, args, expect, role):
+    monkeypatch.setattr("pipeline.launch.transaction.on_commit", lambda fn: None)  # no broker needed here
+    url = reverse(name, args=[access_objects[a].pk for a in args])
+    user = None if role == "anonymous" else make_user(f"access_{role}", role)
+    response = request(client_for(user), method, url)
+    login = reverse("login")
+    if role == "anonymous":
+        if name in PUBLIC:
+            assert response.status_code == 200
+        else:
+            assert response.status_code == 302 and response.url.startswith(login), (url, response.status_code)
+        return
+    if expect[role] == "allow":
+        assert response.status_code < 400, (url, role, response.status_code)
+        if name not in LANDS_ON_LOGIN:
+            assert not (response.status_code == 302 and response.url.startswith(login)), (url, role)
+    else:
+        assert response.status_code in (403, 404), (url, role, response.status_code)
