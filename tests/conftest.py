@@ -12,7 +12,7 @@ def make_user(username, role):
 
     user = User.objects.create_user(username=username, password=f"{username}-pass-123")
     if role:
-        user.groups.add(Group.objects.get(name=GROUPS[role]))
+        user.groups.add(Group.objects.get_or_create(name=GROUPS[role])[0])
     return user
 
 

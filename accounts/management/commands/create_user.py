@@ -32,6 +32,6 @@ class Command(BaseCommand):
         user.is_staff = role == "admin"
         user.save()
         user.groups.remove(*Group.objects.filter(name__in=GROUPS.values()))
-        user.groups.add(Group.objects.get(name=GROUPS[role]))
+        user.groups.add(Group.objects.get_or_create(name=GROUPS[role])[0])
         shown = f" password: {password}" if generated else ""
         self.stdout.write(self.style.SUCCESS(f"{role} {username!r} ready.{shown}"))
