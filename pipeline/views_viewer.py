@@ -5,7 +5,7 @@ from django.http import HttpResponse
 from django.shortcuts import render
 from django.views.decorators.cache import cache_control
 
-from .core.nifti_bytes import nifti_gz_bytes
+from .core.nifti import viewer_nifti_bytes
 
 
 def viewer_demo(request):
@@ -19,4 +19,4 @@ def viewer_demo_volume(request):
     r = np.sqrt((x / 0.7) ** 2 + (y / 0.5) ** 2 + (z / 0.8) ** 2)
     data = (400 * (r < 1) - 250 * (r < 0.5) + 100 * (x + 1)).astype(np.int16)
     affine = np.diag([1.0, 1.0, 2.0, 1.0])
-    return HttpResponse(nifti_gz_bytes(data, affine), content_type="application/gzip")
+    return HttpResponse(viewer_nifti_bytes(data, affine), content_type="application/gzip")

@@ -25,10 +25,16 @@ def test_every_url_is_in_the_table():
 
 
 @pytest.fixture
-def access_objects(db):
+def access_objects(db, settings, tmp_path):
     from pipeline.models import DeviceCheckRun
+    from tests.access_table import row_modules
 
-    return {"run": DeviceCheckRun.objects.create(status="running")}
+    settings.MEDIA_ROOT = tmp_path
+    objects = {"run": DeviceCheckRun.objects.create(status="running")}
+    for module in row_modules():
+        if hasattr(module, "make_objects"):
+            module.make_objects(objects)
+    return objects
 
 
 def request(client, method, url):

@@ -1,3 +1,4 @@
-from .runs import DeviceCheckRun, Run, RunEvent
+from .cases import Case, Dataset, Image, Label, PredictionSet
+from .runs import DeviceCheckRun, Run, RunEvent, run_models
 
-__all__ = ["DeviceCheckRun", "Run", "RunEvent"]
+__all__ = ["Case", "Dataset", "DeviceCheckRun", "Image", "Label", "PredictionSet", "Run", "RunEvent", "run_models"]

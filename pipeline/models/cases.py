@@ -1,0 +1,167 @@
+"""Datasets of 3D MRI cases: images (one per modality), labels (expert, AI, prediction, truth)."""
+
+from django.conf import settings
+from django.core.validators import RegexValidator
+from django.db import models
+from django.urls import reverse
+
+NAME_VALIDATOR = RegexValidator(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$",
+                                "Use letters, digits, '.', '_' and '-' (starting with a letter or digit).")
+
+
+class Dataset(models.Model):
+    name = models.CharField(max_length=100, unique=True, validators=[NAME_VALIDATOR])
+    description = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self):
+        return self.name
+
+    def get_absolute_url(self):
+        return reverse("pipeline:dataset_detail", args=[self.pk])
+
+    def modalities(self):
+        return sorted(set(Image.objects.filter(case__dataset=self).values_list("modality", flat=True)))
+
+
+class Case(models.Model):
+    class Split(models.TextChoices):
+        TRAIN = "TRAIN", "Train"
+        VAL = "VAL", "Validation"
+        TEST = "TEST", "Test"
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="cases")
+    external_id = models.CharField(max_length=120, validators=[NAME_VALIDATOR])
+    split = models.CharField(max_length=5, choices=Split.choices, default=Split.TRAIN, db_index=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["dataset", "external_id"]
+        constraints = [models.UniqueConstraint(fields=["dataset", "external_id"], name="unique_case_per_dataset")]
+
+    def __str__(self):
+        return f"{self.dataset.name}/{self.external_id}"
+
+    def get_absolute_url(self):
+        return reverse("pipeline:case_detail", args=[self.pk])
+
+    def reference_image(self):
+        """The first modality imported: the grid every other volume of this case lives on."""
+        return self.images.order_by("id").first()
+
+
+class Volume(models.Model):
+    """What images and labels share: a NIfTI file under MEDIA_ROOT named by its content's sha256."""
+
+    file = models.CharField(max_length=200, help_text="path under MEDIA_ROOT")
+    sha256 = models.CharField(max_length=64, db_index=True, help_text="of the file as it was imported")
+    source_name = models.CharField(max_length=255, blank=True, help_text="file name it was imported from")
+    shape = models.JSONField()
+    spacing = models.JSONField()
+    affine = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        abstract = True
+
+    @property
+    def path(self):
+        from pathlib import Path
+
+        return Path(settings.MEDIA_ROOT) / self.file
+
+    def shape_text(self):
+        return "×".join(str(n) for n in self.shape)
+
+    def spacing_text(self):
+        return "×".join(f"{s:g}" for s in self.spacing)
+
+
+class Image(Volume):
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="images")
+    modality = models.CharField(max_length=40, validators=[NAME_VALIDATOR])
+    dtype = models.CharField(max_length=20)
+    intensity_min = models.FloatField()
+    intensity_max = models.FloatField()
+    import_note = models.CharField(max_length=300, blank=True, help_text="e.g. resampled onto the first modality")
+
+    class Meta:
+        ordering = ["case", "id"]
+        constraints = [models.UniqueConstraint(fields=["case", "modality"], name="unique_modality_per_case")]
+
+    def __str__(self):
+        return f"{self.case} {self.modality}"
+
+
+class PredictionSet(models.Model):
+    """A named set of predicted segmentations over a dataset's cases (from a run or imported)."""
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="prediction_sets")
+    name = models.CharField(max_length=100, validators=[NAME_VALIDATOR])
+    description = models.TextField(blank=True)
+    run = models.ForeignKey("pipeline.Run", null=True, blank=True, on_delete=models.SET_NULL,
+                            related_name="prediction_sets")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["dataset", "name"]
+        constraints = [models.UniqueConstraint(fields=["dataset", "name"], name="unique_prediction_set_name")]
+
+    def __str__(self):
+        return self.name
+
+
+class Label(Volume):
+    class Source(models.TextChoices):
+        EXPERT = "expert", "Expert"
+        AI = "ai", "AI-assisted"
+        PREDICTION = "prediction", "Prediction"
+        TRUTH = "truth", "Truth"
+
+    class Review(models.TextChoices):
+        PENDING = "pending", "Pending"
+        ACCEPTED = "accepted", "Accepted"
+        REJECTED = "rejected", "Rejected"
+
+    case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="labels")
+    source = models.CharField(max_length=12, choices=Source.choices, db_index=True)
+    modality = models.CharField(max_length=40, blank=True, help_text="the modality it was drawn on, if any")
+    rater = models.CharField(max_length=80, blank=True)
+    prediction_set = models.ForeignKey(PredictionSet, null=True, blank=True, on_delete=models.CASCADE,
+                                       related_name="labels")
+    run = models.ForeignKey("pipeline.Run", null=True, blank=True, on_delete=models.SET_NULL,
+                            related_name="labels", help_text="the run that produced it")
+    voxel_count = models.PositiveBigIntegerField()
+    volume_ml = models.FloatField()
+    review = models.CharField(max_length=10, choices=Review.choices, default=Review.PENDING,
+                              help_text="coordinator's verdict on an AI label; rejected ones are not trained on")
+
+    class Meta:
+        ordering = ["case", "source", "rater", "modality", "id"]
+        constraints = [
+            models.UniqueConstraint(fields=["case", "source", "modality", "rater"],
+                                    condition=models.Q(prediction_set__isnull=True), name="unique_label_kind"),
+            models.UniqueConstraint(fields=["case", "prediction_set"],
+                                    condition=models.Q(prediction_set__isnull=False),
+                                    name="unique_prediction_per_set"),
+            models.CheckConstraint(condition=~models.Q(source="prediction") | models.Q(prediction_set__isnull=False),
+                                   name="prediction_has_set"),
+        ]
+
+    def __str__(self):
+        return f"{self.case} {self.display_name}"
+
+    @property
+    def display_name(self):
+        if self.source == self.Source.PREDICTION:
+            return f"prediction {self.prediction_set.name}"
+        bits = [self.get_source_display()]
+        if self.rater:
+            bits.append(self.rater)
+        if self.modality:
+            bits.append(f"on {self.modality}")
+        return " ".join(bits)

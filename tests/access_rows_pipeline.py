@@ -1,0 +1,5 @@
+from tests.access_table import COORD
+
+ROWS = [
+    ("pipeline:dataset_list", "get", (), COORD),
+]
