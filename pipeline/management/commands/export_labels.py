@@ -1,0 +1,61 @@
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from pipeline.models import Dataset, Label
+
+
+def export_name(label):
+    """``<case>_<source>[_<rater>][_<modality>].nii.gz``; predictions: ``<case>_prediction_<set>.nii.gz``."""
+    parts = [label.case.external_id, label.source]
+    if label.prediction_set_id:
+        parts.append(label.prediction_set.name)
+    if label.rater:
+        parts.append(label.rater)
+    if label.modality and label.source == Label.Source.EXPERT:
+        parts.append(label.modality)
+    return "_".join(parts) + ".nii.gz"
+
+
+class Command(BaseCommand):
+    help = "Write a dataset's labels of one source as NIfTI files on each case's original image grid and affine."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--dataset", required=True)
+        parser.add_argument("--source", required=True, choices=[s.value for s in Label.Source])
+        parser.add_argument("--out", required=True, help="folder (created if missing)")
+        parser.add_argument("--rater", help="only this rater's labels")
+        parser.add_argument("--prediction-set", help="only this prediction set")
+        parser.add_argument("--include-rejected", action="store_true", help="AI labels a coordinator rejected too")
+
+    def handle(self, dataset, source, out, rater, prediction_set, include_rejected, **options):
+        ds = Dataset.objects.filter(name=dataset).first()
+        if ds is None:
+            raise CommandError(f"no dataset named {dataset!r}")
+        labels = Label.objects.filter(case__dataset=ds, source=source).select_related("case", "prediction_set")
+        if rater:
+            labels = labels.filter(rater=rater)
+        if prediction_set:
+            labels = labels.filter(prediction_set__name=prediction_set)
+        if source == Label.Source.AI and not include_rejected:
+            labels = labels.exclude(review=Label.Review.REJECTED)
+        labels = list(labels.order_by("case__external_id", "rater", "modality"))
+        if not labels:
+            raise CommandError(f"dataset {dataset!r} has no {source} labels matching the filters")
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        for label in tqdm(labels, unit="label", desc=f"export {source}", file=self.stderr):
+            target = out / export_name(label)
+            fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{target.name}.", suffix=".tmp")
+            os.close(fd)
+            try:
+                shutil.copyfile(label.path, tmp)
+                os.replace(tmp, target)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        self.stdout.write(self.style.SUCCESS(f"{len(labels)} {source} label(s) written to {out}"))
