@@ -1,10 +1,21 @@
 from django.urls import path
 
-from . import views_datasets, views_runs, views_viewer
+from . import views_datasets, views_runs, views_upload, views_viewer
 
 app_name = "pipeline"
 urlpatterns = [
     path("datasets/", views_datasets.dataset_list, name="dataset_list"),
+    path("datasets/new/", views_datasets.dataset_create, name="dataset_create"),
+    path("datasets/<int:pk>/", views_datasets.dataset_detail, name="dataset_detail"),
+    path("datasets/<int:pk>/upload/", views_upload.upload_page, name="dataset_upload"),
+    path("datasets/<int:pk>/upload/guess/", views_upload.upload_guess, name="dataset_upload_guess"),
+    path("datasets/<int:pk>/upload/files/", views_upload.upload_files, name="dataset_upload_files"),
+    path("cases/<int:pk>/", views_datasets.case_detail, name="case_detail"),
+    path("labels/<int:pk>/review/", views_datasets.label_review, name="label_review"),
+    path("volumes/image/<int:pk>.nii.gz", views_datasets.image_volume, name="image_volume"),
+    path("volumes/label/<int:pk>.nii.gz", views_datasets.label_volume, name="label_volume"),
+    path("api/v1/datasets/", views_upload.api_datasets, name="api_datasets"),
+    path("api/v1/datasets/<str:name>/import/", views_upload.api_import, name="api_import"),
     path("runs/", views_runs.run_list, name="run_list"),
     path("runs/device-check/", views_runs.device_check_launch, name="device_check_launch"),
     path("runs/<int:pk>/", views_runs.run_detail, name="run_detail"),

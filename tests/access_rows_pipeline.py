@@ -1,5 +1,35 @@
-from tests.access_table import COORD
+from tests.access_table import COORD, D
+
+# An empty POST is bad input for these: the coordinator gets a 400 that names it, the reader a 403.
+COORD_BAD_INPUT = {"reader": D, "coordinator": "bad_input", "admin": "bad_input"}
 
 ROWS = [
     ("pipeline:dataset_list", "get", (), COORD),
+    ("pipeline:dataset_create", "post", (), COORD_BAD_INPUT),
+    ("pipeline:dataset_detail", "get", ("dataset",), COORD),
+    ("pipeline:dataset_upload", "get", ("dataset",), COORD),
+    ("pipeline:dataset_upload_guess", "post", ("dataset",), COORD_BAD_INPUT),
+    ("pipeline:dataset_upload_files", "post", ("dataset",), COORD_BAD_INPUT),
+    ("pipeline:case_detail", "get", ("case",), COORD),
+    ("pipeline:label_review", "post", ("ai_label",), COORD),
+    ("pipeline:image_volume", "get", ("image",), COORD),
+    ("pipeline:label_volume", "get", ("label",), COORD),
+    # Token-authenticated: a session alone is refused (401), whatever the role.
+    ("pipeline:api_datasets", "get", (), {"reader": D, "coordinator": D, "admin": D}),
+    ("pipeline:api_import", "post", ("dataset_name",), {"reader": D, "coordinator": D, "admin": D}),
 ]
+
+# URLs that answer anonymous requests themselves (token API) instead of redirecting to the login page.
+SELF_AUTHENTICATED = {"pipeline:api_datasets", "pipeline:api_import"}
+
+
+def make_objects(objects):
+    from tests.factories import add_label, blob, make_dataset
+
+    dataset = make_dataset(name="access", n_cases=1, prediction_sets=("p1",))
+    case = dataset.cases.get()
+    objects.update({
+        "dataset": dataset, "case": case, "image": case.images.first(), "label": case.labels.first(),
+        "ai_label": add_label(case, blob((32, 32, 8), (16, 16, 4), (3, 3, 2)), source="ai"),
+        "dataset_name": "access",
+    })

@@ -44,3 +44,5 @@ def row_modules():
 
 
 ACCESS = CORE_ROWS + [row for module in row_modules() for row in module.ROWS]
+# Token-authenticated API URLs: they answer 401 to any request without a valid token.
+SELF_AUTHENTICATED = {name for module in row_modules() for name in getattr(module, "SELF_AUTHENTICATED", ())}

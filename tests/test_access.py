@@ -3,7 +3,7 @@
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
-from tests.access_table import ACCESS, LANDS_ON_LOGIN, PUBLIC
+from tests.access_table import ACCESS, LANDS_ON_LOGIN, PUBLIC, SELF_AUTHENTICATED
 from tests.conftest import make_user
 
 pytestmark = pytest.mark.django_db
@@ -45,17 +45,22 @@ def request(client, method, url):
 @pytest.mark.parametrize("role", ["anonymous", "reader", "coordinator", "admin"])
 def test_access(client_for, access_objects, monkeypatch, name, method, args, expect, role):
     monkeypatch.setattr("pipeline.launch.transaction.on_commit", lambda fn: None)  # no broker needed here
-    url = reverse(name, args=[access_objects[a].pk for a in args])
+    url = reverse(name, args=[getattr(access_objects[a], "pk", access_objects[a]) for a in args])
     user = None if role == "anonymous" else make_user(f"access_{role}", role)
     response = request(client_for(user), method, url)
     login = reverse("login")
+    if name in SELF_AUTHENTICATED:
+        assert response.status_code == 401, (url, role, response.status_code)
+        return
     if role == "anonymous":
         if name in PUBLIC:
             assert response.status_code == 200
         else:
             assert response.status_code == 302 and response.url.startswith(login), (url, response.status_code)
         return
-    if expect[role] == "allow":
+    if expect[role] == "bad_input":
+        assert response.status_code == 400, (url, role, response.status_code)
+    elif expect[role] == "allow":
         assert response.status_code < 400, (url, role, response.status_code)
         if name not in LANDS_ON_LOGIN:
             assert not (response.status_code == 302 and response.url.startswith(login)), (url, role)
