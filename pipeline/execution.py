@@ -38,8 +38,9 @@ def code_version():
 class RunContext:
     """What a run's body uses to report: ``progress``, ``event``, ``should_stop``, ``check_cancel``."""
 
-    def __init__(self, run, *, cancel_poll_seconds=1.0):
+    def __init__(self, run, *, cancel_poll_seconds=1.0, listener=None):
         self.run = run
+        self.listener = listener
         self._cancel_poll = cancel_poll_seconds
         self._last_poll = 0.0
         self._cancelled = False
@@ -49,6 +50,8 @@ class RunContext:
         if message is not None:
             fields["message"] = str(message)[:500]
         self.run.update_fields(**fields)
+        if self.listener is not None:
+            self.listener(fields["progress"], self.run.message)
 
     def event(self, step, values, series="train"):
         RunEvent.objects.update_or_create(run_id=self.run.pk, series=series, step=step,
@@ -67,8 +70,11 @@ class RunContext:
             raise Cancelled()
 
 
-def execute(run_id, body):
-    """Run ``body(run, ctx)`` for the run with ``run_id``, recording its whole life cycle."""
+def execute(run_id, body, listener=None):
+    """Run ``body(run, ctx)`` for the run with ``run_id``, recording its whole life cycle.
+
+    ``listener(percent, message)``, if given, hears every progress update (commands draw a progress bar).
+    """
     run = Run.objects.get(pk=run_id).specific()
     if run.is_finished:
         log.info("run %s already %s; nothing to do", run_id, run.status)
@@ -84,7 +90,7 @@ def execute(run_id, body):
         code_version=code_version(),
         message="Resuming after a worker restart" if run.attempts else "Started",
     )
-    ctx = RunContext(run)
+    ctx = RunContext(run, listener=listener)
     try:
         body(run, ctx)
     except Cancelled:

@@ -39,3 +39,30 @@ def _device_check(run, ctx):
     run.save(update_fields=["gflops"])
     ctx.event(0, {"gflops": gflops, "seconds": seconds, "torch": torch.__version__})
     ctx.progress(100, f"{gflops:.1f} GFLOP/s on {run.device}")
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def train_clustering(run_id):
+    from .labelgen import run_clustering
+
+    status = execute(run_id, run_clustering)
+    _queue_follow_up(run_id, status)
+    return status
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def refine_labels(run_id):
+    from .labelgen import run_refinement
+
+    return execute(run_id, run_refinement)
+
+
+def _queue_follow_up(run_id, status):
+    """A clustering run launched as "generate labels" queues its refinement run when it succeeds."""
+    from .models import RefinementRun
+
+    if status != "succeeded":
+        return
+    for follow in RefinementRun.objects.filter(clustering_run_id=run_id, status="queued", celery_task_id=""):
+        result = refine_labels.apply_async(args=[follow.pk], queue="gpu")
+        RefinementRun.objects.filter(pk=follow.pk).update(celery_task_id=result.id or "")

@@ -19,7 +19,8 @@ def _cache_path(sha, kind):
 
 
 def viewer_bytes(volume_row, kind):
-    """Bytes of an ``Image`` (``kind="image"``: int16 with scaling) or ``Label`` (``"label"``: uint8 0/1)."""
+    """Bytes of an ``Image`` (``kind="image"``: int16 with scaling), a ``Label`` (``"label"``: uint8 0/1) or
+    a ``ClusterMap`` (``"clusters"``: ids as uint8 when they fit, else int16)."""
     key = Path(volume_row.file).name.split(".")[0]  # stored files are named by their content's sha256
     path = _cache_path(key, kind)
     try:
@@ -29,6 +30,10 @@ def viewer_bytes(volume_row, kind):
     if kind == "label":
         vol = load_volume(volume_row.path, kind="label")
         data = (vol.data > 0).astype(np.uint8)  # overlays are shown as masks: any class counts
+    elif kind == "clusters":
+        vol = load_volume(volume_row.path, kind="label")
+        data = vol.data
+        kind = "label" if int(data.max()) <= 255 else "image"
     else:
         vol = load_volume(volume_row.path)
         data = vol.data

@@ -18,11 +18,19 @@ def run_list(request):
     return render(request, "pipeline/run_list.html", {"runs": runs})
 
 
+def detail_context(run):
+    """Extra context of a run kind's page (its template is ``pipeline/run_<kind>.html``)."""
+    from . import views_labelgen
+
+    builders = {"clustering": views_labelgen.clustering_context, "refinement": views_labelgen.refinement_context}
+    return builders[run.kind](run) if run.kind in builders else {}
+
+
 @capability_required("run")
 def run_detail(request, pk):
     run = get_object_or_404(Run, pk=pk).specific()
     template = f"pipeline/run_{run.kind}.html"
-    return render(request, [template, "pipeline/run_detail.html"], {"run": run})
+    return render(request, [template, "pipeline/run_detail.html"], {"run": run, **detail_context(run)})
 
 
 def run_state(run):

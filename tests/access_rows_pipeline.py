@@ -1,4 +1,4 @@
-from tests.access_table import COORD, D
+from tests.access_table import ADMIN_ONLY, COORD, D
 
 # An empty POST is bad input for these: the coordinator gets a 400 that names it, the reader a 403.
 COORD_BAD_INPUT = {"reader": D, "coordinator": "bad_input", "admin": "bad_input"}
@@ -33,3 +33,20 @@ def make_objects(objects):
         "ai_label": add_label(case, blob((32, 32, 8), (16, 16, 4), (3, 3, 2)), source="ai"),
         "dataset_name": "access",
     })
+    make_label_generation_objects(objects)
+
+ROWS += [
+    ("pipeline:clustering_launch", "get", (), ADMIN_ONLY),
+    ("pipeline:cluster_volume", "get", ("cluster_map",), ADMIN_ONLY),
+]
+
+
+def make_label_generation_objects(objects):
+    import numpy as np
+
+    from pipeline.models import ClusteringRun, ClusterMap
+    from pipeline.storage import store_volume
+
+    run = ClusteringRun.objects.create(dataset=objects["dataset"], status="succeeded")
+    relpath, _ = store_volume(np.arange(32 * 32 * 8, dtype=np.uint16).reshape(32, 32, 8) % 5, np.eye(4))
+    objects["cluster_map"] = ClusterMap.objects.create(run=run, case=objects["case"], file=relpath, n_clusters=4)

@@ -77,7 +77,7 @@ class Run(models.Model):
     # Updates go through queryset.update so a worker never overwrites a cancel request made meanwhile.
     def update_fields(self, **fields):
         fields.setdefault("heartbeat_at", timezone.now())
-        Run.objects.filter(pk=self.pk).update(**fields)
+        type(self).objects.filter(pk=self.pk).update(**fields)
         for name, value in fields.items():
             setattr(self, name, value)
 

@@ -1,9 +1,13 @@
 """Everything a newcomer needs to see labelgen working: demo users (printed), demo data, a run."""
 
+from pathlib import Path
+
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
+DEMO_DATASET = "phantom-demo"
 DEMO_USERS = [
     ("admin", "admin", "admin-demo-pass"),
     ("coordinator", "coordinator", "coordinator-demo-pass"),
@@ -34,7 +38,14 @@ class Command(BaseCommand):
     def demo_data(self):
         from pipeline import tasks
         from pipeline.launch import launch
-        from pipeline.models import DeviceCheckRun
+        from pipeline.models import Dataset, DeviceCheckRun
+
+        if not Dataset.objects.filter(name=DEMO_DATASET).exists():
+            folder = Path(settings.VAR_DIR) / "demo-data"
+            call_command("make_phantoms", str(folder), cases=10, size=128, depth=16, seed=7, stdout=self.stdout)
+            call_command("import_cases", str(folder / "manifest.csv"), dataset=DEMO_DATASET, stdout=self.stdout)
+            Dataset.objects.filter(name=DEMO_DATASET).update(
+                description="Phantom bone-tumour MRI (t1fsce + t2), 3 simulated raters, known truth.")
 
         if not DeviceCheckRun.objects.exists():
             admin = get_user_model().objects.get(username="admin")

@@ -1,0 +1,146 @@
+"""Steps 1 and 2 as runs: commands, stored outputs on the original grid, bad input, cancel, resume."""
+
+import nibabel as nib
+import numpy as np
+import pytest
+from django.core.management import CommandError, call_command
+
+from pipeline.core.phantoms import write_phantom_dataset
+from pipeline.execution import execute
+from pipeline.labelgen import run_clustering
+from pipeline.models import Case, ClusteringRun, ClusterMap, Dataset, Label, LabelQA, RefinementRun
+
+pytestmark = pytest.mark.django_db
+TINY = "height: 32\nwidth: 32\ndepth: 8\nn_channels: 4\nmax_epochs: 3\npatience: 3\nbatch_size: 2\n"
+
+
+@pytest.fixture
+def tiny(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    manifest = write_phantom_dataset(tmp_path / "ph", n_cases=4, size=32, depth=8, seed=5)
+    call_command("import_cases", str(manifest), dataset="tiny", no_progress=True)
+    config = tmp_path / "tiny.yaml"
+    config.write_text(TINY)
+    return {"dataset": Dataset.objects.get(name="tiny"), "config": str(config), "tmp": tmp_path}
+
+
+def test_generate_labels_end_to_end_and_export(tiny, capsys):
+    call_command("generate_labels", dataset="tiny", config=tiny["config"])
+    out = capsys.readouterr().out
+    assert "mean Dice AI vs truth" in out and "case000" in out
+    clustering = ClusteringRun.objects.get()
+    assert clustering.status == "succeeded" and clustering.epochs_done == 3 and clustering.best_epoch >= 1
+    assert clustering.events.count() == 3
+    assert {"train_loss", "val_loss", "n_clusters"} <= set(clustering.events.first().values)
+    for cluster_map in ClusterMap.objects.select_related("case"):
+        image = cluster_map.case.reference_image()
+        stored = nib.load(cluster_map.path)
+        assert stored.shape == tuple(image.shape) and np.allclose(stored.affine, image.affine)
+        assert stored.get_data_dtype() == np.uint16 and cluster_map.n_clusters >= 1
+    refinement = RefinementRun.objects.get()
+    assert refinement.status == "succeeded"
+    ai = Label.objects.filter(source="ai")
+    assert ai.count() == 4 and all(lab.run_id == refinement.pk for lab in ai)
+    qa = LabelQA.objects.first()
+    assert {"expert (combined)", "truth", "truth vs expert (combined)"} <= set(qa.metrics)
+    assert 0 <= qa.metrics["truth"]["dice"] <= 1
+    call_command("export_labels", dataset="tiny", source="ai", out=str(tiny["tmp"] / "ai"))
+    exported = sorted(p.name for p in (tiny["tmp"] / "ai").iterdir())
+    assert exported == [f"case{i:03d}_ai.nii.gz" for i in range(4)]
+
+
+def test_generate_labels_for_one_split_and_one_rater(tiny):
+    call_command("generate_labels", dataset="tiny", config=tiny["config"], split=["TRAIN"], expert_rater="r2")
+    ai = Label.objects.filter(source="ai")
+    assert set(ai.values_list("rater", flat=True)) == {"r2"}
+    assert set(ai.values_list("case__split", flat=True)) == {"TRAIN"}
+
+
+def test_bad_inputs_are_refused_before_training(tiny):
+    Case.objects.filter(dataset=tiny["dataset"], split="VAL").update(split="TRAIN")
+    with pytest.raises(CommandError, match="has no VAL cases"):
+        call_command("train_clustering", dataset="tiny", config=tiny["config"])
+    case = Case.objects.filter(dataset=tiny["dataset"]).first()
+    case.split = "VAL"
+    case.save()
+    with pytest.raises(CommandError, match="too small"):
+        call_command("train_clustering", dataset="tiny", preset="paper")
+    case.images.filter(modality="t2").delete()
+    with pytest.raises(CommandError, match=f"case {case.external_id} has no t2 image"):
+        call_command("train_clustering", dataset="tiny", config=tiny["config"])
+    with pytest.raises(CommandError, match="no dataset named 'nope'"):
+        call_command("train_clustering", dataset="nope")
+    assert not ClusteringRun.objects.exists()
+
+
+def test_config_file_unknown_key_and_bad_value(tiny):
+    bad = tiny["tmp"] / "bad.yaml"
+    bad.write_text("heigth: 32\n")
+    with pytest.raises(CommandError, match="unknown key 'heigth'"):
+        call_command("generate_labels", dataset="tiny", config=str(bad))
+    bad.write_text(TINY + "lr: -1\n")
+    with pytest.raises(CommandError, match="lr must be > 0"):
+        call_command("train_clustering", dataset="tiny", config=str(bad))
+    bad.write_text(TINY + "max_ratio: 0\n")
+    with pytest.raises(CommandError, match="max_ratio"):
+        call_command("generate_labels", dataset="tiny", config=str(bad))
+
+
+def make_run(tiny, **config):
+    import yaml
+
+    from pipeline.config_files import clustering_config
+
+    base = yaml.safe_load(TINY) | config
+    return ClusteringRun.objects.create(dataset=tiny["dataset"], config=clustering_config("fast", base).to_dict())
+
+
+def test_cancel_stops_within_an_epoch(tiny):
+    run = make_run(tiny, max_epochs=50, patience=50)
+    calls = []
+
+    def body(r, ctx):
+        original = ctx.event
+
+        def event(step, values, series="train"):
+            original(step, values, series)
+            calls.append(step)
+            if step == 2:
+                ClusteringRun.objects.get(pk=r.pk).request_cancel()
+                ctx._cancel_poll = 0
+
+        ctx.event = event
+        run_clustering(r, ctx)
+
+    assert execute(run.pk, body) == "cancelled"
+    run.refresh_from_db()
+    assert calls == [1, 2] and run.status == "cancelled" and not run.cluster_maps.exists()
+
+
+class WorkerDied(BaseException):
+    """Not an Exception: like a killed worker, it escapes execute() and leaves the run RUNNING."""
+
+
+def test_resume_after_worker_death_continues_from_last_epoch(tiny):
+    run = make_run(tiny, max_epochs=4, patience=10)
+
+    def dying(r, ctx):
+        original = ctx.event
+
+        def event(step, values, series="train"):
+            original(step, values, series)
+            if step == 2:
+                raise WorkerDied()
+
+        ctx.event = event
+        run_clustering(r, ctx)
+
+    with pytest.raises(WorkerDied):
+        execute(run.pk, dying)
+    run.refresh_from_db()
+    assert run.status == "running" and run.epochs_done == 2
+    assert execute(run.pk, run_clustering) == "succeeded"  # the redelivered task
+    run.refresh_from_db()
+    assert run.attempts == 2 and run.epochs_done == 4
+    assert sorted(run.events.values_list("step", flat=True)) == [1, 2, 3, 4]
+    assert run.cluster_maps.count() == 4
