@@ -1,0 +1,124 @@
+"""Do AI labels beat the radiologists' rough labels? Phantom evidence for step 2 (issue 7).
+
+Makes a phantom dataset with several simulated raters, imports it, runs step 1 once (a ClusteringRun) and
+step 2 (RefinementRuns) from the union of all raters and from each rater alone, in 3D and per_slice_2d
+modes, then prints JSON: mean Dice against truth of (a) each rater's rough labels (union of their two
+modalities), (b) the union of all raters, (c) AI labels in 3D mode, (d) in per_slice_2d mode; and the
+spread between raters vs between AI labels made from different raters' input.
+
+Run: .venv/bin/python bench/label_quality.py [--cases 10 --size 128 --depth 16 --preset fast --epochs N]
+"""
+
+import argparse
+import itertools
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--cases", type=int, default=10)
+    parser.add_argument("--size", type=int, default=128)
+    parser.add_argument("--depth", type=int, default=16)
+    parser.add_argument("--preset", default="fast")
+    parser.add_argument("--epochs", type=int, default=None, help="override max_epochs")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    tmp = tempfile.mkdtemp(prefix="label-quality-")
+    os.environ.update({"LABELGEN_VAR_DIR": tmp, "DJANGO_SETTINGS_MODULE": "labelgen_web.settings"})
+    os.environ.pop("DATABASE_URL", None)
+    sys.path.insert(0, str(ROOT))
+    import django
+
+    django.setup()
+    import numpy as np
+    from django.core.management import call_command
+
+    from pipeline.config_files import clustering_config, refine_config
+    from pipeline.core.metrics import dice
+    from pipeline.core.nifti import load_volume
+    from pipeline.core.phantoms import write_phantom_dataset
+    from pipeline.execution import execute
+    from pipeline.labelgen import run_clustering, run_refinement
+    from pipeline.models import Case, ClusteringRun, Dataset, Label, RefinementRun
+
+    call_command("migrate", verbosity=0)
+    manifest = write_phantom_dataset(Path(tmp) / "data", n_cases=args.cases, size=args.size, depth=args.depth,
+                                     seed=args.seed)
+    call_command("import_cases", str(manifest), dataset="quality", no_progress=True, stdout=open(os.devnull, "w"))
+    dataset = Dataset.objects.get(name="quality")
+    overrides = {"max_epochs": args.epochs} if args.epochs else {}
+    config = clustering_config(args.preset, overrides)
+    t0 = time.perf_counter()
+    clustering = ClusteringRun.objects.create(dataset=dataset, config=config.to_dict())
+    assert execute(clustering.pk, run_clustering) == "succeeded", ClusteringRun.objects.get().error
+    clustering.refresh_from_db()
+    step1_s = time.perf_counter() - t0
+
+    cases = list(Case.objects.filter(dataset=dataset).prefetch_related("labels").order_by("external_id"))
+    truth = {c.pk: load_volume(next(lab for lab in c.labels.all() if lab.source == "truth").path,
+                               kind="label").data > 0 for c in cases}
+    raters = sorted({lab.rater for c in cases for lab in c.labels.all() if lab.source == "expert"})
+
+    def rough(case, rater=None):
+        masks = [load_volume(lab.path, kind="label").data > 0 for lab in case.labels.all()
+                 if lab.source == "expert" and (rater is None or lab.rater == rater)]
+        return np.logical_or.reduce(masks)
+
+    rough_masks = {r: {c.pk: rough(c, r) for c in cases} for r in raters}
+    union_masks = {c.pk: rough(c) for c in cases}
+
+    def ai_masks(mode, rater=""):
+        run = RefinementRun.objects.create(dataset=dataset, clustering_run=clustering,
+                                           config=refine_config({"mode": mode, "expert_rater": rater}))
+        assert execute(run.pk, run_refinement) == "succeeded", RefinementRun.objects.get(pk=run.pk).error
+        return {lab.case_id: load_volume(lab.path, kind="label").data > 0
+                for lab in Label.objects.filter(run=run, source="ai")}
+
+    def mean_dice(masks):
+        return float(np.mean([dice(masks[c.pk], truth[c.pk]) for c in cases]))
+
+    def spread(mask_sets):
+        """Mean pairwise Dice disagreement (1 - Dice) between label sets, over cases."""
+        pairs = list(itertools.combinations(mask_sets, 2))
+        return float(np.mean([1 - dice(a[c.pk], b[c.pk]) for a, b in pairs for c in cases]))
+
+    t0 = time.perf_counter()
+    ai_3d, ai_2d = ai_masks("3d"), ai_masks("per_slice_2d")
+    ai_from_rater = {r: ai_masks("3d", r) for r in raters}
+    step2_s = time.perf_counter() - t0
+    result = {
+        "benchmark": "label_quality", "cases": args.cases, "shape": [args.size, args.size, args.depth],
+        "preset": args.preset, "clustering": {"epochs": clustering.epochs_done, "best_epoch": clustering.best_epoch,
+                                             "stopped": clustering.stopped_reason, "seconds": round(step1_s, 1)},
+        "refinement_seconds_all_runs": round(step2_s, 1),
+        "dice_vs_truth": {
+            "a_each_rater": {r: round(mean_dice(rough_masks[r]), 4) for r in raters},
+            "b_union_of_raters": round(mean_dice(union_masks), 4),
+            "c_ai_3d": round(mean_dice(ai_3d), 4),
+            "d_ai_per_slice_2d": round(mean_dice(ai_2d), 4),
+            "ai_3d_from_each_rater": {r: round(mean_dice(ai_from_rater[r]), 4) for r in raters},
+        },
+        "variability_1_minus_dice": {
+            "between_raters": round(spread(list(rough_masks.values())), 4),
+            "between_ai_labels_from_different_raters": round(spread(list(ai_from_rater.values())), 4),
+        },
+    }
+    d = result["dice_vs_truth"]
+    result["goal_met"] = {
+        "ai_3d_beats_every_rater": d["c_ai_3d"] > max(d["a_each_rater"].values()),
+        "ai_3d_beats_union": d["c_ai_3d"] > d["b_union_of_raters"],
+        "ai_less_variable": result["variability_1_minus_dice"]["between_ai_labels_from_different_raters"]
+        < result["variability_1_minus_dice"]["between_raters"],
+    }
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
