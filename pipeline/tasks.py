@@ -66,3 +66,15 @@ def _queue_follow_up(run_id, status):
     for follow in RefinementRun.objects.filter(clustering_run_id=run_id, status="queued", celery_task_id=""):
         result = refine_labels.apply_async(args=[follow.pk], queue="gpu")
         RefinementRun.objects.filter(pk=follow.pk).update(celery_task_id=result.id or "")
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def train_unet(run_id):
+    from .models import TrainingRun
+    from .training import finalize_comparison, run_training
+
+    status = execute(run_id, run_training)
+    comparison_id = TrainingRun.objects.filter(pk=run_id).values_list("comparison_id", flat=True).first()
+    if comparison_id:
+        finalize_comparison(comparison_id)
+    return status

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import views_datasets, views_labelgen, views_runs, views_upload, views_viewer
+from . import views_datasets, views_labelgen, views_runs, views_training, views_upload, views_viewer
 
 app_name = "pipeline"
 urlpatterns = [
@@ -18,6 +18,7 @@ urlpatterns = [
     path("api/v1/datasets/<str:name>/import/", views_upload.api_import, name="api_import"),
     path("runs/", views_runs.run_list, name="run_list"),
     path("runs/device-check/", views_runs.device_check_launch, name="device_check_launch"),
+    path("runs/compare-unets/", views_training.comparison_launch, name="comparison_launch"),
     path("runs/generate-labels/", views_labelgen.clustering_launch, name="clustering_launch"),
     path("volumes/clusters/<int:pk>.nii.gz", views_labelgen.cluster_volume, name="cluster_volume"),
     path("runs/<int:pk>/", views_runs.run_detail, name="run_detail"),

@@ -20,9 +20,10 @@ def run_list(request):
 
 def detail_context(run):
     """Extra context of a run kind's page (its template is ``pipeline/run_<kind>.html``)."""
-    from . import views_labelgen
+    from . import views_labelgen, views_training
 
-    builders = {"clustering": views_labelgen.clustering_context, "refinement": views_labelgen.refinement_context}
+    builders = {"clustering": views_labelgen.clustering_context, "refinement": views_labelgen.refinement_context,
+                "comparison": views_training.comparison_context, "training": views_training.training_context}
     return builders[run.kind](run) if run.kind in builders else {}
 
 
@@ -34,9 +35,19 @@ def run_detail(request, pk):
 
 
 def run_state(run):
-    """The JSON the run page polls: status, progress and every recorded event, per series."""
+    """The JSON the run page polls: status, progress and every recorded event, per series.
+
+    A comparison shows its arms' events (one series per arm) and their mean progress.
+    """
+    from .models import RunEvent
+
+    runs = [run]
+    if run.kind == "comparison":
+        runs += list(Run.objects.filter(trainingrun__comparison_id=run.pk))
+        if not run.is_finished and len(runs) > 1:
+            run.progress = sum(r.progress for r in runs[1:]) / (len(runs) - 1)
     series = {}
-    for event in run.events.order_by("series", "step"):
+    for event in RunEvent.objects.filter(run__in=runs).order_by("series", "step"):
         series.setdefault(event.series, []).append({"step": event.step, **event.values})
     return {
         "id": run.pk,

@@ -37,6 +37,7 @@ def make_objects(objects):
 
 ROWS += [
     ("pipeline:clustering_launch", "get", (), ADMIN_ONLY),
+    ("pipeline:comparison_launch", "get", (), ADMIN_ONLY),
     ("pipeline:cluster_volume", "get", ("cluster_map",), ADMIN_ONLY),
 ]
 

@@ -55,7 +55,8 @@ class Run(models.Model):
 
     def get_kind_display(self):
         model = run_models().get(self.kind)
-        return model._meta.verbose_name.capitalize() if model else self.kind
+        name = str(model._meta.verbose_name) if model else self.kind
+        return name[:1].upper() + name[1:]
 
     @property
     def is_finished(self):

@@ -1,0 +1,107 @@
+"""Network, loss and augmentation of the step-1 clustering (no Django). Re-exported by
+:mod:`pipeline.core.clustering`.
+
+3D multi-modal extension of Kanezaki's unsupervised segmentation by differentiable feature clustering
+(Kim & Kanezaki, IEEE TIP 2020): one small 3D CNN with *shared weights* runs on every modality, the
+per-modality responses are concatenated, and each voxel's cluster is the argmax over all channels.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from monai.transforms import Compose, RandAffined, RandFlipd
+from torch import nn
+
+__all__ = ["ClusterNet", "ClusteringLoss", "make_augmentation"]
+
+
+class ClusterNet(nn.Module):
+    """Shared-weight feature network.
+
+    Per modality: ``n_conv`` x (conv3d 3x3x3 -> ReLU -> BatchNorm3d), then conv3d 1x1x1 -> BatchNorm3d.
+    The modalities are folded into the batch so the same weights (and BatchNorm statistics) serve all.
+
+    Args:
+        n_channels: features per modality (``C``).
+        n_conv: number of 3x3x3 blocks.
+
+    Shapes:
+        ``forward(x)``: ``x`` ``(B, M, H, W, D)`` float -> response ``(B, M * C, H, W, D)``; channels
+        ``m * C .. (m + 1) * C - 1`` belong to modality ``m``, so cluster id ``k`` (argmax over channels)
+        is channel ``k % C`` of modality ``k // C``: ids are distinct for every channel (no modulo colours).
+        Works for any ``M >= 1``.
+    """
+
+    def __init__(self, n_channels: int = 30, n_conv: int = 2) -> None:
+        super().__init__()
+        if n_channels < 1 or n_conv < 1:
+            raise ValueError(f"ClusterNet: n_channels ({n_channels}) and n_conv ({n_conv}) must be >= 1")
+        self.n_channels = n_channels
+        layers: list[nn.Module] = []
+        in_ch = 1
+        for _ in range(n_conv):
+            layers += [nn.Conv3d(in_ch, n_channels, 3, padding=1), nn.ReLU(inplace=True),
+                       nn.BatchNorm3d(n_channels)]
+            in_ch = n_channels
+        layers += [nn.Conv3d(n_channels, n_channels, 1), nn.BatchNorm3d(n_channels)]
+        self.body = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 5:
+            raise ValueError(f"ClusterNet expects (B, M, H, W, D), got shape {tuple(x.shape)}")
+        b, m = x.shape[:2]
+        y = self.body(x.reshape(b * m, 1, *x.shape[2:]))  # shared weights: modalities ride in the batch
+        return y.reshape(b, m * self.n_channels, *x.shape[2:])
+
+
+class ClusteringLoss(nn.Module):
+    """Self-labelling cross-entropy + ``mu`` x spatial continuity.
+
+    ``ce``: cross-entropy of the response against its own (detached) argmax over channels.
+    ``continuity``: sum over the three spatial axes of the mean absolute difference between neighbouring
+    voxels of the response (Kanezaki's L1 "HPy/HPz" term, extended to 3D); axes of size 1 are skipped.
+
+    ``forward(response)`` with response ``(B, K, H, W, D)`` returns ``(total, ce, continuity)``, scalars.
+    """
+
+    def __init__(self, mu: float = 1.0) -> None:
+        super().__init__()
+        if not (mu >= 0 and math.isfinite(mu)):
+            raise ValueError(f"ClusteringLoss: mu must be a finite number >= 0, got {mu!r}")
+        self.mu = float(mu)
+
+    def forward(self, response: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if response.ndim != 5:
+            raise ValueError(f"ClusteringLoss expects (B, K, H, W, D), got shape {tuple(response.shape)}")
+        target = response.detach().argmax(dim=1)
+        ce = F.cross_entropy(response, target)
+        continuity = response.new_zeros((), dtype=torch.float32)
+        for axis in (2, 3, 4):
+            if response.shape[axis] > 1:
+                # fp16 reductions accumulate in fp32 on CUDA already; avoid a full fp32 copy
+                continuity = continuity + response.diff(dim=axis).abs().mean().float()
+        return ce + self.mu * continuity, ce, continuity
+
+
+def make_augmentation(keys: Sequence[str] = ("image",), *, flip_prob: float = 0.5, affine_prob: float = 0.5,
+                      rotate_deg: float = 15.0, scale: float = 0.1,
+                      device: torch.device | None = None) -> Compose:
+    """Random spatial augmentation for channel-first ``(M, H, W, D)`` cases (MONAI dict transforms).
+
+    All modalities of a case are channels of one tensor (or several ``keys`` of one dict), so one draw of
+    flip + affine moves them together and they stay aligned. Flips are in-plane (X and Y, each with
+    ``flip_prob``); the affine (``affine_prob``) rotates in-plane by up to ``rotate_deg`` and scales X/Y by up
+    to ``scale``, bilinear, border padding (z-normalised zeros would read as tissue). Seed with
+    ``set_random_state``. ``device``: where the affine grid is built (the cases' device).
+    """
+    keys = list(keys)
+    return Compose([
+        RandFlipd(keys, prob=flip_prob, spatial_axis=0),
+        RandFlipd(keys, prob=flip_prob, spatial_axis=1),
+        RandAffined(keys, prob=affine_prob, rotate_range=(0.0, 0.0, math.radians(rotate_deg)),
+                    scale_range=(scale, scale, 0.0), mode="bilinear", padding_mode="border", device=device),
+    ])

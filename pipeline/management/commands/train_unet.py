@@ -1,0 +1,68 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from pipeline import tasks
+from pipeline.comparisons import check_arm, parse_arm, unet_config
+from pipeline.config_files import ConfigError
+from pipeline.launch import launch
+from pipeline.models import Dataset, TrainingRun
+from pipeline.training import run_training
+
+from ._runs import run_here
+
+
+def add_unet_arguments(parser):
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--preset", choices=["paper", "fast"], default="fast")
+    parser.add_argument("--config", help="YAML file overriding any U-Net parameter")
+    parser.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--queue", action="store_true", help="send to the gpu queue instead of running here")
+
+
+def read_unet_config(preset, path, device):
+    import yaml
+
+    overrides = {}
+    if path:
+        try:
+            with open(path) as f:
+                overrides = yaml.safe_load(f) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise CommandError(f"{path}: {exc}") from None
+        if not isinstance(overrides, dict):
+            raise CommandError(f"{path}: expected a mapping of U-Net parameters")
+    try:
+        return unet_config(preset, overrides, device)
+    except ConfigError as exc:
+        raise CommandError(f"{path or 'preset'}: {exc}") from None
+
+
+def get_dataset(name):
+    dataset = Dataset.objects.filter(name=name).first()
+    if dataset is None:
+        raise CommandError(f"no dataset named {name!r}")
+    return dataset
+
+
+class Command(BaseCommand):
+    help = "Train one 3D U-Net on a dataset's TRAIN labels of one source and predict its TEST split."
+
+    def add_arguments(self, parser):
+        add_unet_arguments(parser)
+        parser.add_argument("--labels", required=True, help="expert, ai or truth (optionally :RATER, e.g. expert:r2)")
+
+    def handle(self, dataset, preset, config, device, queue, labels, **options):
+        ds = get_dataset(dataset)
+        cfg = read_unet_config(preset, config, device)
+        try:
+            source, rater = parse_arm(labels)
+            check_arm(ds, source, rater)
+        except ConfigError as exc:
+            raise CommandError(str(exc)) from None
+        run = TrainingRun.objects.create(dataset=ds, label_source=source, expert_rater=rater,
+                                         config={**cfg.to_dict(), "preset": preset})
+        if queue:
+            launch(run, tasks.train_unet)
+            self.stdout.write(f"{run} queued on the gpu queue")
+            return
+        run = run_here(self, run, run_training, f"U-Net on {labels}")
+        self.stdout.write(self.style.SUCCESS(f"{run}: {run.message}"))

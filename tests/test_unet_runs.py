@@ -1,0 +1,99 @@
+"""U-Net training runs and comparisons: same config and seed per arm, predictions on the original grid,
+metrics, predict from an export without the database, external prediction sets."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+from django.core.management import CommandError, call_command
+
+from pipeline.core.phantoms import write_phantom_dataset
+from pipeline.execution import run_dir
+from pipeline.models import CaseMetric, ComparisonRun, Dataset, Label, PredictionSet, TrainingRun
+
+pytestmark = pytest.mark.django_db
+ROOT = Path(__file__).resolve().parent.parent
+TINY = "height: 32\nwidth: 32\ndepth: 8\nmax_epochs: 3\nchannels: [4, 8, 16]\n"
+
+
+@pytest.fixture
+def tiny(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    manifest = write_phantom_dataset(tmp_path / "ph", n_cases=5, size=32, depth=8, seed=9)
+    call_command("import_cases", str(manifest), dataset="tiny", no_progress=True)
+    config = tmp_path / "unet.yaml"
+    config.write_text(TINY)
+    return {"dataset": Dataset.objects.get(name="tiny"), "config": str(config), "tmp": tmp_path,
+            "folder": Path(manifest).parent}
+
+
+def test_compare_models_trains_arms_identically_and_predicts_test(tiny, capsys):
+    call_command("compare_models", dataset="tiny", arms="expert,truth", config=tiny["config"])
+    out = capsys.readouterr().out
+    comparison = ComparisonRun.objects.get()
+    arms = list(comparison.arms_runs.order_by("id"))
+    assert comparison.status == "succeeded" and [a.label_source for a in arms] == ["expert", "truth"]
+    assert arms[0].config == arms[1].config and arms[0].config["seed"] == 0  # only the labels differ
+    for arm in arms:
+        assert arm.prediction_set.name in out
+        assert arm.events.filter(series=arm.arm_name).count() == arm.epochs_done == 3
+    test_cases = list(tiny["dataset"].cases.filter(split="TEST"))
+    for arm in arms:
+        preds = Label.objects.filter(prediction_set=arm.prediction_set)
+        assert sorted(p.case_id for p in preds) == sorted(c.pk for c in test_cases)
+        for pred in preds:
+            image = pred.case.reference_image()
+            stored = nib.load(pred.path)
+            assert stored.shape == tuple(image.shape) and np.allclose(stored.affine, image.affine)
+        assert CaseMetric.objects.filter(run=arm, reference="truth").count() == len(test_cases)
+    summary = comparison.summary
+    assert set(summary["arms"]) == {"expert", "truth"}
+    assert "dice_vs_truth" in summary["paired_tests"]
+
+
+def test_predict_from_export_needs_no_database(tiny):
+    call_command("train_unet", dataset="tiny", labels="truth", config=tiny["config"])
+    export = run_dir(TrainingRun.objects.get()) / "export"
+    out = tiny["tmp"] / "pred"
+    code = ("import sys; sys.argv = ['manage.py', 'predict', '--model', sys.argv[1], '--images', sys.argv[2], "
+            "'--out', sys.argv[3]]; import os; os.environ['DJANGO_SETTINGS_MODULE'] = 'labelgen_web.settings'; "
+            "from django.core.management import execute_from_command_line; execute_from_command_line(sys.argv)")
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env["DATABASE_URL"] = "postgres://nobody@127.0.0.1:1/none"  # any database access would fail
+    result = subprocess.run([sys.executable, "-c", code, str(export), str(tiny["folder"]), str(out)], cwd=ROOT,
+                            env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    written = sorted(p.name for p in out.iterdir())
+    assert written == [f"case{i:03d}_prediction.nii.gz" for i in range(5)]
+    source = nib.load(tiny["folder"] / "case000_t1fsce.nii.gz")
+    pred = nib.load(out / "case000_prediction.nii.gz")
+    assert pred.shape == source.shape and np.allclose(pred.affine, source.affine)
+
+
+def test_arm_without_labels_is_refused(tiny):
+    with pytest.raises(CommandError, match="no TRAIN case with a ai label"):
+        call_command("compare_models", dataset="tiny", arms="expert,ai", config=tiny["config"])
+    with pytest.raises(CommandError, match="unknown arm 'experts'"):
+        call_command("train_unet", dataset="tiny", labels="experts", config=tiny["config"])
+    assert not TrainingRun.objects.exists() and not ComparisonRun.objects.exists()
+
+
+def test_import_external_predictions_validates_grids(tiny):
+    folder = tiny["tmp"] / "nnunet"
+    folder.mkdir()
+    for case in tiny["dataset"].cases.all():
+        img = nib.load(case.reference_image().path)
+        nib.save(nib.Nifti1Image((np.asarray(img.dataobj) > 0).astype(np.uint8), img.affine),
+                 str(folder / f"{case.external_id}.nii.gz"))
+    call_command("import_predictions", str(folder), dataset="tiny", set_name="nnunet")
+    assert Label.objects.filter(prediction_set__name="nnunet").count() == 5
+    bad = tiny["tmp"] / "bad"
+    bad.mkdir()
+    nib.save(nib.Nifti1Image(np.zeros((10, 10, 4), np.uint8), np.eye(4)), str(bad / "case000.nii.gz"))
+    with pytest.raises(CommandError, match="refused"):
+        call_command("import_predictions", str(bad), dataset="tiny", set_name="other")
+    assert not PredictionSet.objects.filter(name="other", labels__isnull=False).exists()
