@@ -156,6 +156,15 @@ CELERY_TASK_ROUTES = {"pipeline.tasks.*": {"queue": "gpu"}}
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
+# Study reports are cached per votes fingerprint; a file cache is shared by every web and worker process.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+        "LOCATION": env_str("LABELGEN_CACHE_DIR", str(VAR_DIR / "cache")),
+        "OPTIONS": {"MAX_ENTRIES": 2000},
+    }
+}
+
 LABELGEN_DEVICE = env_str("LABELGEN_DEVICE", "auto")
 LABELGEN_MAX_VOXELS = env_int("LABELGEN_MAX_VOXELS", 1024 * 1024 * 512)
 

@@ -1,5 +1,71 @@
-from tests.access_table import READER_ONLY
+"""Access rows of the evaluation app, and ``make_study`` (also used by tests/test_study_*.py).
+
+The access users are created after ``make_objects`` runs, so the study here belongs to another reader:
+every reader page of it must be refused to ``access_reader`` (a reader cannot see another reader's
+items); a reader's own pages are checked in tests/test_study_views.py.
+"""
+
+# Spelled out rather than imported from tests.access_table, which imports this module (test modules import
+# make_study from here first).
+A, D = "allow", "deny"
+READER_ONLY = {"reader": A, "coordinator": D, "admin": D}
+COORD = {"reader": D, "coordinator": A, "admin": A}
+NOBODY = {"reader": D, "coordinator": D, "admin": D}
+COORD_ONLY_VOLUME = COORD
+
+
+def make_study(*, n_cases=4, readers=(), prediction_sets=("unet-expert", "unet-ai"), name="demo", open_now=True,
+               **settings):
+    """A dataset from tests.factories and a study over all its prediction sets, assigned to ``readers``."""
+    from evaluation.services import create_study
+    from tests.factories import make_dataset
+
+    dataset = make_dataset(name=name, n_cases=n_cases, prediction_sets=prediction_sets)
+    return create_study(dataset=dataset, prediction_sets=list(dataset.prediction_sets.order_by("pk")),
+                        title=f"Study of {name}", readers=readers, open_now=open_now and bool(readers), seed=7,
+                        **settings)
+
+
+def make_objects(objects):
+    from evaluation.volumes import volume_key
+    from tests.conftest import make_user
+
+    other = make_user("other_reader", "reader")
+    study = make_study(readers=[other], name="access-study")
+    assignment = study.assignments.get()
+    item = assignment.items.get(position=1)
+    objects.update(study=study, assignment=assignment, item=item, pos1=_Key(1), token=_Key(item.token),
+                   left_key=_Key(volume_key(item, "left")))
+
+
+class _Key:
+    """Lets a row pass the item token and a volume key as URL arguments (they are not primary keys)."""
+
+    def __init__(self, value):
+        self.pk = value
+
 
 ROWS = [
     ("evaluation:my_studies", "get", (), READER_ONLY),
+    # Another reader's study: no reader page of it is shown to access_reader; coordinators do not vote.
+    ("evaluation:study_start", "get", ("study",), NOBODY),
+    ("evaluation:reader_item", "get", ("study", "pos1"), NOBODY),
+    ("evaluation:reader_item_config", "get", ("study", "pos1"), NOBODY),
+    ("evaluation:reader_vote", "post", ("study", "pos1"), NOBODY),
+    ("evaluation:reader_done", "get", ("study",), NOBODY),
+    ("evaluation:reader_review", "get", ("study",), NOBODY),
+    ("evaluation:volume", "get", ("token", "left_key"), COORD_ONLY_VOLUME),
+    ("evaluation:study_list", "get", (), COORD),
+    ("evaluation:study_create", "get", (), COORD),
+    ("evaluation:study_detail", "get", ("study",), COORD),
+    ("evaluation:study_status", "post", ("study",), COORD),
+    ("evaluation:study_readers", "post", ("study",), COORD),
+    ("evaluation:study_pairs", "post", ("study",), COORD),
+    ("evaluation:study_preview", "get", ("study",), COORD),
+    ("evaluation:preview_item", "get", ("study", "assignment", "pos1"), COORD),
+    ("evaluation:preview_item_config", "get", ("study", "assignment", "pos1"), COORD),
+    ("evaluation:study_report", "get", ("study",), COORD),
+    ("evaluation:study_report_json", "get", ("study",), {"reader": "deny", "coordinator": "not_found", "admin": "not_found"}),
+    # The votes CSV unblinds, so an open study answers 409 to coordinators too.
+    ("evaluation:study_votes_csv", "get", ("study",), {"reader": "deny", "coordinator": "conflict", "admin": "conflict"}),
 ]

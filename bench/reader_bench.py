@@ -1,0 +1,275 @@
+"""Reader-study benchmark against gunicorn + PostgreSQL (prints JSON).
+
+1. Viewer: for one item at 256x256x32 and 512x512x32, headless Chromium (Debian's, SwiftShader WebGL) on
+   localhost: bytes of volumes transferred and milliseconds from navigation start until both viewers have
+   drawn; first visit (server converts the volumes), a second visit in a fresh browser (server cache warm),
+   and moving on to the next item inside the page (volumes prefetched).
+2. Votes: N concurrent readers (threads, one session each) posting their answers: requests per second and
+   p50/p99 latency.
+
+Run: .venv/bin/python bench/reader_bench.py [--pg-url postgres://postgres@127.0.0.1:5432/labelgen_reader_bench]
+     [--readers 50 --cases 40 --workers 4 --sizes 256,512 --depth 32 --skip-browser --skip-votes]
+The database named in --pg-url is dropped and created again.
+"""
+
+import argparse
+import http.client
+import json
+import os
+import secrets
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+CHROMIUM = "/usr/bin/chromium"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def recreate_database(url):
+    import psycopg
+
+    parsed = urlparse(url)
+    admin = parsed._replace(path="/postgres").geturl().replace("postgres://", "postgresql://", 1)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{parsed.path[1:]}"')
+        conn.execute(f'CREATE DATABASE "{parsed.path[1:]}"')
+
+
+def environment(args, tmp):
+    return {**os.environ, "DATABASE_URL": args.pg_url, "LABELGEN_VAR_DIR": str(tmp / "var"),
+            "MEDIA_ROOT": str(tmp / "media"), "STATIC_ROOT": str(tmp / "static"), "SECRET_KEY": secrets.token_hex(32),
+            "LABELGEN_HTTPS": "0", "DEBUG": "0", "ALLOWED_HOSTS": "127.0.0.1,localhost", "LOG_LEVEL": "WARNING",
+            "LABELGEN_PLAIN_STATIC": "1", "DJANGO_SETTINGS_MODULE": "labelgen_web.settings", "OMP_NUM_THREADS": "1"}
+
+
+def mri_like(shape, rng, center):
+    """Float32 (X, Y, Z): smooth anatomy-like gradient + a bright lesion + Rician-ish noise."""
+    grid = np.indices(shape, dtype=np.float32)
+    body = 300 + 200 * np.cos(grid[0] / shape[0] * 3) * np.sin(grid[1] / shape[1] * 3)
+    d2 = sum(((g - c) / (0.12 * n)) ** 2 for g, c, n in zip(grid, center, shape, strict=True))
+    body += 600 * (d2 <= 1)
+    return (body + rng.normal(0, 25, shape)).astype(np.float32)
+
+
+def blob(shape, center, scale):
+    grid = np.indices(shape, dtype=np.float32)
+    d2 = sum(((g - c) / (scale * n)) ** 2 for g, c, n in zip(grid, center, shape, strict=True))
+    return (d2 <= 1).astype(np.uint8)
+
+
+def make_dataset(name, shape, n_cases, rng):
+    from pipeline.models import Case, Dataset, Image, Label, PredictionSet
+    from pipeline.storage import store_volume
+
+    affine = np.diag([0.5 * 256 / shape[0], 0.5 * 256 / shape[1], 4.0, 1.0])
+    dataset = Dataset.objects.create(name=name)
+    sets = [PredictionSet.objects.create(dataset=dataset, name=n) for n in ("unet-expert", "unet-ai")]
+    for i in range(n_cases):
+        case = Case.objects.create(dataset=dataset, external_id=f"c{i:03d}", split="TEST")
+        center = [n / 2 + rng.integers(-n // 8, n // 8 + 1) for n in shape]
+        for modality in ("t1fsce", "t2"):
+            data = mri_like(shape, rng, center)
+            rel, _ = store_volume(data, affine)
+            Image.objects.create(case=case, modality=modality, file=rel, sha256=rel.split("/")[-1][:64],
+                                 shape=list(shape), spacing=list(np.diag(affine)[:3]), affine=affine.tolist(),
+                                 dtype="float32", intensity_min=float(data.min()), intensity_max=float(data.max()))
+        for k, pset in enumerate(sets):
+            mask = blob(shape, center, 0.10 + 0.03 * k)
+            rel, _ = store_volume(mask, affine)
+            Label.objects.create(case=case, source="prediction", prediction_set=pset, file=rel,
+                                 sha256=rel.split("/")[-1][:64], shape=list(shape), spacing=list(np.diag(affine)[:3]),
+                                 affine=affine.tolist(), voxel_count=int(mask.sum()), volume_ml=0.0)
+    return dataset
+
+
+def session_for(user):
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+    from django.contrib.sessions.backends.db import SessionStore
+
+    s = SessionStore()
+    s[SESSION_KEY], s[BACKEND_SESSION_KEY] = str(user.pk), "django.contrib.auth.backends.ModelBackend"
+    s[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    s.create()
+    return s.session_key
+
+
+def setup_data(args):
+    """Studies for the viewer runs (two readers per size) and for the vote run; returns what clients need."""
+    import django
+
+    sys.path.insert(0, str(ROOT))
+    django.setup()
+    from django.contrib.auth.models import Group, User
+    from django.db import connections
+
+    from evaluation.services import create_study
+
+    rng = np.random.default_rng(0)
+    readers_group = Group.objects.get_or_create(name="Readers")[0]
+
+    def reader(name):
+        u = User.objects.create_user(name, password=secrets.token_hex(8))
+        u.groups.add(readers_group)
+        return u
+
+    out = {"viewer": {}, "votes": []}
+    for size in args.sizes:
+        ds = make_dataset(f"v{size}", (size, size, args.depth), 3, rng)
+        users = [reader(f"view{size}a"), reader(f"view{size}b")]
+        study = create_study(dataset=ds, prediction_sets=list(ds.prediction_sets.all()), title=f"{size}",
+                             readers=users, open_now=True, seed=1)
+        out["viewer"][size] = {"study": study.pk, "sessions": [session_for(u) for u in users]}
+    if not args.skip_votes:
+        ds = make_dataset("votes", (32, 32, 8), args.cases, rng)
+        users = [reader(f"voter{i:02d}") for i in range(args.readers)]
+        study = create_study(dataset=ds, prediction_sets=list(ds.prediction_sets.all()), title="votes",
+                             readers=users, open_now=True, seed=2)
+        out["votes"] = [{"study": study.pk, "session": session_for(u), "items": args.cases} for u in users]
+    connections.close_all()
+    return out
+
+
+def start_gunicorn(env, port, workers):
+    proc = subprocess.Popen(
+        [str(ROOT / ".venv/bin/gunicorn"), "labelgen_web.wsgi", "-b", f"127.0.0.1:{port}", "-w", str(workers),
+         "--log-level", "warning"], cwd=ROOT, env=env)
+    for _ in range(200):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("gunicorn did not start")
+
+
+def viewer_run(page, base, study_pk):
+    """Open the reader page; ms until both viewers drew, volume bytes of this item; then the next item."""
+    page.goto(f"{base}/studies/{study_pk}/read/")
+    page.wait_for_selector("#reader[data-ready='1'][data-position='1']", timeout=180_000)
+    ready_ms = page.evaluate("performance.now()")
+    current = page.evaluate("(() => { const p = window.labelgenReader.pair;"
+                            " return [p.config.base.url, ...p.viewers.map(v => v.overlays[0].url)]; })()")
+    entries = page.evaluate("performance.getEntriesByType('resource').map(e => ({name: e.name,"
+                            " transfer: e.transferSize, body: e.encodedBodySize}))")
+    item_bytes = sum(e["body"] for e in entries if any(e["name"].endswith(u) for u in current))
+    page_bytes = sum(e["transfer"] for e in entries)
+    page.wait_for_load_state("networkidle")  # the next item's volumes are prefetched meanwhile
+    t0 = time.perf_counter()
+    page.keyboard.press("f")
+    page.wait_for_selector("#reader[data-ready='1'][data-position='2']", timeout=180_000)
+    next_ms = (time.perf_counter() - t0) * 1000
+    return {"ms_until_both_drawn": round(ready_ms), "volume_bytes": item_bytes,
+            "all_bytes_transferred": page_bytes, "next_item_ms": round(next_ms)}
+
+
+def bench_viewer(base, viewer):
+    from playwright.sync_api import sync_playwright
+
+    results = {}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--ignore-gpu-blocklist"])
+        for size, info in viewer.items():
+            runs = {}
+            for label, session in zip(("first_visit", "second_visit"), info["sessions"], strict=True):
+                ctx = browser.new_context(viewport={"width": 1400, "height": 900})
+                ctx.add_cookies([{"name": "sessionid", "value": session, "url": base}])
+                runs[label] = viewer_run(ctx.new_page(), base, info["study"])
+                ctx.close()
+            results[f"{size}x{size}"] = runs
+        browser.close()
+    return results
+
+
+def bench_votes(port, voters):
+    latencies, errors, lock = [], [], threading.Lock()
+    barrier = threading.Barrier(len(voters))
+
+    def reader(v):
+        csrf = secrets.token_hex(16)  # a 32-character CSRF secret: cookie and header must match
+        headers = {"Cookie": f"sessionid={v['session']}; csrftoken={csrf}", "X-CSRFToken": csrf,
+                   "Content-Type": "application/json", "Referer": f"http://127.0.0.1:{port}/"}
+        mine = []
+        barrier.wait()
+        for pos in range(1, v["items"] + 1):
+            body = json.dumps({"choice": "left" if pos % 2 else "right", "time_ms": 1000 + pos})
+            t0 = time.perf_counter()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            conn.request("POST", f"/studies/{v['study']}/read/{pos}/vote/", body, headers)
+            r = conn.getresponse()
+            r.read()
+            conn.close()
+            mine.append(time.perf_counter() - t0)
+            if r.status != 200:
+                with lock:
+                    errors.append(r.status)
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=reader, args=(v,)) for v in voters]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    ms = np.array(latencies) * 1000
+    return {"concurrent_readers": len(voters), "votes": len(latencies), "errors": len(errors),
+            "seconds": round(wall, 2), "votes_per_second": round(len(latencies) / wall, 1),
+            "p50_ms": round(float(np.percentile(ms, 50)), 1), "p99_ms": round(float(np.percentile(ms, 99)), 1),
+            "mean_ms": round(statistics.fmean(ms), 1)}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pg-url", default="postgres://postgres@127.0.0.1:5432/labelgen_reader_bench")
+    parser.add_argument("--readers", type=int, default=50)
+    parser.add_argument("--cases", type=int, default=40, help="items per reader in the vote run")
+    parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
+    parser.add_argument("--sizes", default="256,512")
+    parser.add_argument("--depth", type=int, default=32)
+    parser.add_argument("--skip-browser", action="store_true")
+    parser.add_argument("--skip-votes", action="store_true")
+    args = parser.parse_args()
+    args.sizes = [int(s) for s in args.sizes.split(",") if s]
+    tmp = Path(tempfile.mkdtemp(prefix="reader-bench-"))
+    env = environment(args, tmp)
+    os.environ.update(env)
+    recreate_database(args.pg_url)
+    for cmd in (["migrate", "--noinput", "-v0"], ["collectstatic", "--noinput", "-v0"]):
+        subprocess.run([sys.executable, "manage.py", *cmd], cwd=ROOT, env=env, check=True)
+    t0 = time.perf_counter()
+    data = setup_data(args)
+    setup_s = time.perf_counter() - t0
+    port = free_port()
+    server = start_gunicorn(env, port, args.workers)
+    result = {"server": f"gunicorn -w {args.workers} (sync) + PostgreSQL, localhost", "cpus": os.cpu_count(),
+              "setup_seconds": round(setup_s, 1)}
+    try:
+        if not args.skip_browser:
+            result["viewer"] = bench_viewer(f"http://127.0.0.1:{port}", data["viewer"])
+        if not args.skip_votes:
+            result["votes"] = bench_votes(port, data["votes"])
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

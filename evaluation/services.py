@@ -1,0 +1,223 @@
+"""Domain rules of reader studies: creating a study, assigning readers, recording votes, progress.
+
+Views and the ``create_study`` command call these; they raise :class:`StudyError` with a message fit to
+show a coordinator or reader.
+"""
+
+import statistics
+from dataclasses import dataclass
+
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Max, Q
+from django.utils import timezone
+
+from accounts.roles import GROUPS, READER
+from pipeline.models import Case, Label
+
+from .design import derive_seed, plan_items
+from .models import Arm, Assignment, Item, Study, StudyCase, Vote, VoteRevision
+
+
+class StudyError(Exception):
+    """A request the study rules refuse. ``status``: the HTTP status a view should answer with."""
+
+    def __init__(self, message, status=400):
+        super().__init__(message)
+        self.message, self.status = message, status
+
+
+def readers_queryset():
+    return get_user_model().objects.filter(groups__name=GROUPS[READER], is_active=True).order_by("username")
+
+
+def shared_cases(dataset, prediction_sets):
+    """Cases of ``dataset`` that every one of ``prediction_sets`` has a prediction for."""
+    qs = Case.objects.filter(dataset=dataset)
+    for pset in prediction_sets:
+        qs = qs.filter(pk__in=Label.objects.filter(prediction_set=pset).values("case_id"))
+    return qs.order_by("external_id")
+
+
+@transaction.atomic
+def create_study(*, dataset, prediction_sets, title, readers=(), created_by=None, seed=None, pairs=None,
+                 open_now=False, **settings):
+    """Create a study with one arm per prediction set over the cases all sets cover; assign ``readers``.
+
+    ``pairs``: optional ``[(set_a, set_b), ...]`` of prediction sets to compare (default: all pairs).
+    ``settings``: other :class:`Study` fields (instructions, allow_tie, ask_confidence, ...).
+    """
+    prediction_sets = list(prediction_sets)
+    if len(prediction_sets) < 2:
+        raise StudyError("A study needs at least two arms (prediction sets).")
+    if len({p.pk for p in prediction_sets}) != len(prediction_sets):
+        raise StudyError("The same prediction set was chosen twice.")
+    for pset in prediction_sets:
+        if pset.dataset_id != dataset.pk:
+            raise StudyError(f"Prediction set {pset.name!r} belongs to dataset {pset.dataset.name!r}, "
+                             f"not {dataset.name!r}.")
+    cases = list(shared_cases(dataset, prediction_sets))
+    if not cases:
+        raise StudyError(f"No case of dataset {dataset.name!r} has a prediction in every chosen set.")
+    study = Study(dataset=dataset, title=title, created_by=created_by, **settings)
+    if seed is not None:
+        study.seed = int(seed)
+    study.save()
+    arms = {p.pk: Arm.objects.create(study=study, name=p.name, prediction_set=p) for p in prediction_sets}
+    StudyCase.objects.bulk_create([StudyCase(study=study, case=c) for c in cases])
+    if pairs:
+        set_pairs(study, [(arms[a.pk].pk, arms[b.pk].pk) for a, b in pairs])
+    assign_readers(study, readers)
+    if open_now:
+        set_status(study, Study.Status.OPEN)
+    return study
+
+
+def set_pairs(study, arm_id_pairs):
+    """Choose which arm pairs are compared (draft studies only); re-plans every assignment."""
+    if study.status != Study.Status.DRAFT:
+        raise StudyError("Pairs can only be changed while the study is a draft.", 409)
+    ids = set(study.arms.values_list("pk", flat=True))
+    clean = sorted({tuple(sorted((int(a), int(b)))) for a, b in arm_id_pairs})
+    if not clean:
+        raise StudyError("Choose at least one pair of arms.")
+    for a, b in clean:
+        if a == b or a not in ids or b not in ids:
+            raise StudyError(f"Pair {a}-{b} does not name two arms of this study.")
+    study.pairs = [list(p) for p in clean]
+    study.save(update_fields=["pairs"])
+    for assignment in study.assignments.all():
+        plan_assignment(assignment, replace=True)
+
+
+def plan_assignment(assignment, *, replace=False):
+    """Create the items of ``assignment`` from its seed (see :mod:`evaluation.design`)."""
+    study = assignment.study
+    if assignment.items.exists():
+        if not replace:
+            return
+        if Vote.objects.filter(item__assignment=assignment).exists():
+            raise StudyError(f"{assignment.reader} has already voted; the plan cannot change.", 409)
+        assignment.items.all().delete()
+    study_cases = {sc.case.external_id: sc for sc in study.study_cases.select_related("case")}
+    pairs = [(a.pk, b.pk) for a, b in study.arm_pairs()]
+    plan = plan_items(sorted(study_cases), pairs, assignment.seed, every_pair=study.every_pair_each_case)
+    Item.objects.bulk_create([
+        Item(assignment=assignment, position=k, study_case=study_cases[p.case], arm_left_id=p.left,
+             arm_right_id=p.right) for k, p in enumerate(plan, start=1)
+    ])
+
+
+@transaction.atomic
+def assign_readers(study, users, *, preview=False):
+    """Give each user (readers only, unless ``preview``) an assignment with its own seeded plan."""
+    made = []
+    if study.status == Study.Status.CLOSED and not preview:
+        raise StudyError("Readers cannot be added to a closed study.", 409)
+    allowed = set(readers_queryset().values_list("pk", flat=True))
+    for user in users:
+        if not preview and user.pk not in allowed:
+            raise StudyError(f"{user.username} is not in the Readers group.")
+        assignment, created = Assignment.objects.get_or_create(
+            study=study, reader=user, defaults={"seed": derive_seed(study.seed, user.username), "preview": preview})
+        if created:
+            plan_assignment(assignment)
+            made.append(assignment)
+    return made
+
+
+def set_status(study, status):
+    now = timezone.now()
+    if status == Study.Status.OPEN:
+        if not study.assignments.filter(preview=False).exists():
+            raise StudyError("Assign at least one reader before opening the study.", 409)
+        study.opened_at = study.opened_at or now
+        study.closed_at = None
+    elif status == Study.Status.CLOSED:
+        study.closed_at = now
+    elif status != Study.Status.DRAFT or study.status != Study.Status.DRAFT:
+        raise StudyError(f"Unknown or impossible status {status!r}.")
+    study.status = status
+    study.save(update_fields=["status", "opened_at", "closed_at"])
+
+
+@dataclass
+class VoteResult:
+    vote: Vote
+    outcome: str  # "created", "unchanged" (an idempotent resubmit) or "changed"
+
+
+def _same(vote, data):
+    return (vote.choice == data["choice"] and vote.confidence == data.get("confidence")
+            and vote.comment == data.get("comment", ""))
+
+
+def record_vote(item, user, data):
+    """Record ``data`` (cleaned by :class:`evaluation.forms.VoteForm`) as ``user``'s answer on ``item``.
+
+    Idempotent: the same answer sent twice is stored once. A different answer replaces the vote only if
+    the study allows going back; the old answer is kept as a :class:`VoteRevision`.
+    """
+    assignment = item.assignment
+    study = assignment.study
+    if assignment.reader_id != user.pk or assignment.preview:
+        raise StudyError("This item is not assigned to you.", 404)
+    if not study.is_open:
+        raise StudyError("This study is closed; answers are no longer accepted." if study.status == "closed"
+                         else "This study is not open yet.", 409)
+    if data["choice"] not in study.choices():
+        raise StudyError("“No preference” is not allowed in this study.")
+    arm = item.arm_for(data["choice"])
+    fields = {"choice": data["choice"], "arm": arm, "confidence": data.get("confidence"),
+              "comment": data.get("comment", ""), "time_ms": data.get("time_ms") or 0}
+    try:
+        with transaction.atomic():
+            return VoteResult(Vote.objects.create(item=item, **fields), "created")
+    except IntegrityError:
+        pass  # a vote exists (maybe a concurrent double submit): compare with it below
+    with transaction.atomic():
+        vote = Vote.objects.select_for_update().get(item=item)
+        if _same(vote, fields):
+            return VoteResult(vote, "unchanged")
+        if not study.allow_revisit:
+            raise StudyError("You already answered this item and this study does not allow changing answers.",
+                             409)
+        VoteRevision.objects.create(vote=vote, revision=vote.revision, choice=vote.choice, arm=vote.arm,
+                                    confidence=vote.confidence, comment=vote.comment, time_ms=vote.time_ms,
+                                    answered_at=vote.updated_at)
+        fields["time_ms"] += vote.time_ms
+        for k, v in fields.items():
+            setattr(vote, k, v)
+        vote.revision += 1
+        vote.save()
+        return VoteResult(vote, "changed")
+
+
+@dataclass
+class ReaderProgress:
+    assignment: Assignment
+    done: int
+    total: int
+    median_time_ms: float | None
+    last_activity: object
+
+
+def progress(study):
+    """One :class:`ReaderProgress` per (non-preview) reader of ``study``."""
+    rows = []
+    qs = (study.assignments.filter(preview=False).select_related("reader")
+          .annotate(total=Count("items", distinct=True), done=Count("items__vote", distinct=True),
+                    last=Max("items__vote__updated_at")))
+    times = {}
+    for a_id, t in Vote.objects.filter(item__assignment__study=study).values_list("item__assignment_id", "time_ms"):
+        times.setdefault(a_id, []).append(t)
+    for a in qs:
+        t = times.get(a.pk)
+        rows.append(ReaderProgress(a, a.done, a.total, statistics.median(t) if t else None, a.last))
+    return rows
+
+
+def counts(assignment):
+    total = assignment.items.count()
+    done = assignment.items.filter(~Q(vote=None)).count()
+    return done, total

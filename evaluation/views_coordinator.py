@@ -1,0 +1,137 @@
+"""Coordinator pages: study list, creation, detail (arms, readers, progress, unblinded answers), status,
+reader assignment, pair choice and the preview of exactly what a reader sees. Arm names appear only here."""
+
+from django.contrib import messages
+from django.http import JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_POST
+
+from accounts.roles import capability_required
+
+from .forms import AssignReadersForm, PairsForm, StudyForm
+from .models import Assignment, Item, Study, Vote
+from .services import StudyError, assign_readers, create_study, progress, set_pairs, set_status
+from .views_reader import item_payload, page_context
+
+
+@capability_required("coordinate")
+def study_list(request):
+    studies = Study.objects.select_related("dataset").prefetch_related("arms")
+    return render(request, "evaluation/study_list.html", {"studies": studies})
+
+
+@capability_required("coordinate")
+def study_create(request):
+    form = StudyForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        settings = {k: data[k] for k in ("instructions", "default_modality", "allow_tie", "ask_confidence",
+                                         "ask_comment", "allow_revisit", "every_pair_each_case")}
+        try:
+            study = create_study(dataset=data["dataset"], prediction_sets=data["prediction_sets"],
+                                 title=data["title"], readers=data["readers"], created_by=request.user,
+                                 seed=data["seed"], **settings)
+        except StudyError as exc:
+            form.add_error(None, exc.message)
+        else:
+            messages.success(request, f"Study “{study.title}” created as a draft with "
+                                      f"{study.study_cases.count()} cases.")
+            return redirect(study)
+    return render(request, "evaluation/study_form.html", {"form": form})
+
+
+@capability_required("coordinate")
+def study_detail(request, pk):
+    study = get_object_or_404(Study.objects.select_related("dataset"), pk=pk)
+    votes = (Vote.objects.filter(item__assignment__study=study, item__assignment__preview=False)
+             .select_related("item__assignment__reader", "item__study_case__case", "item__arm_left",
+                             "item__arm_right", "arm").order_by("item__assignment__reader__username",
+                                                                "item__position"))
+    return render(request, "evaluation/study_detail.html", {
+        "study": study, "arms": study.arms.select_related("prediction_set"),
+        "pairs": study.arm_pairs(), "n_cases": study.study_cases.count(),
+        "progress": progress(study), "votes": votes[:500], "n_votes": votes.count(),
+        "assign_form": AssignReadersForm(study=study),
+        "pairs_form": PairsForm(study=study) if study.arms.count() > 2 else None,
+        "Status": Study.Status,
+    })
+
+
+@require_POST
+@capability_required("coordinate")
+def study_status(request, pk):
+    study = get_object_or_404(Study, pk=pk)
+    try:
+        set_status(study, request.POST.get("status", ""))
+    except StudyError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"The study is now {study.get_status_display().lower()}.")
+    return redirect(study)
+
+
+@require_POST
+@capability_required("coordinate")
+def study_readers(request, pk):
+    study = get_object_or_404(Study, pk=pk)
+    form = AssignReadersForm(request.POST, study=study)
+    if form.is_valid():
+        try:
+            made = assign_readers(study, form.cleaned_data["readers"])
+        except StudyError as exc:
+            messages.error(request, exc.message)
+        else:
+            messages.success(request, f"Assigned {len(made)} reader(s).")
+    else:
+        messages.error(request, "Choose at least one reader who is not assigned yet.")
+    return redirect(study)
+
+
+@require_POST
+@capability_required("coordinate")
+def study_pairs(request, pk):
+    study = get_object_or_404(Study, pk=pk)
+    form = PairsForm(request.POST, study=study)
+    if form.is_valid():
+        try:
+            set_pairs(study, form.arm_id_pairs())
+        except StudyError as exc:
+            messages.error(request, exc.message)
+        else:
+            messages.success(request, "Pairs saved; every reader's items were planned again.")
+    else:
+        messages.error(request, "Choose at least one pair.")
+    return redirect(study)
+
+
+@capability_required("coordinate")
+def study_preview(request, pk):
+    """Preview a reader's first item, or (no readers yet) the coordinator's own preview assignment."""
+    study = get_object_or_404(Study, pk=pk)
+    assignment = (study.assignments.filter(preview=False).order_by("reader__username").first()
+                  or study.assignments.filter(reader=request.user).first())
+    if assignment is None:
+        assignment = assign_readers(study, [request.user], preview=True)[0]
+    return redirect("evaluation:preview_item", study.pk, assignment.pk, 1)
+
+
+def _preview_item(pk, assignment_pk, position):
+    assignment = get_object_or_404(Assignment, pk=assignment_pk, study_id=pk)
+    return get_object_or_404(Item.objects.select_related("assignment__study", "study_case__case"),
+                             assignment=assignment, position=position)
+
+
+@never_cache
+@capability_required("coordinate")
+def preview_item(request, pk, assignment_pk, position):
+    item = _preview_item(pk, assignment_pk, position)
+    ctx = page_context(request, item, preview=True)
+    ctx["assignments"] = item.assignment.study.assignments.select_related("reader")
+    return render(request, "evaluation/reader.html", ctx)
+
+
+@never_cache
+@capability_required("coordinate")
+def preview_item_config(request, pk, assignment_pk, position):
+    return JsonResponse(item_payload(_preview_item(pk, assignment_pk, position), preview=True))

@@ -1,0 +1,218 @@
+"""The reader's pages: my studies, the side-by-side item page (+ its JSON), votes, the end page, volumes.
+
+A reader reaches items only through their own assignment (``study pk`` + ``position`` looked up with
+``reader=request.user``), so another reader's items are a 404 by construction. Coordinators see the
+same page through the preview URLs (``views_coordinator``), where voting is disabled.
+"""
+
+import json
+
+from django.http import Http404, HttpResponse, JsonResponse
+from django.middleware.csrf import get_token
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.cache import cache_control, never_cache
+from django.views.decorators.http import require_GET, require_POST
+
+from accounts.roles import can, capability_required
+from pipeline.viewer import viewer_bytes
+
+from .forms import VoteForm
+from .models import Assignment, Item, Study
+from .services import StudyError, counts, record_vote
+from .viewer_config import item_viewer_config
+from .volumes import resolve_key
+
+
+def _assignment(request, pk):
+    """The current reader's assignment to study ``pk`` (drafts are invisible to readers)."""
+    return get_object_or_404(Assignment.objects.select_related("study"), study_id=pk, reader=request.user,
+                             preview=False, study__status__in=[Study.Status.OPEN, Study.Status.CLOSED])
+
+
+def _item(assignment, position):
+    return get_object_or_404(
+        Item.objects.select_related("study_case__case", "arm_left", "arm_right", "vote", "assignment__study"),
+        assignment=assignment, position=position)
+
+
+def _modalities(item):
+    study = item.assignment.study
+    mods = sorted(item.study_case.case.images.values_list("modality", flat=True))
+    if study.default_modality in mods:
+        mods.remove(study.default_modality)
+        mods.insert(0, study.default_modality)
+    return mods
+
+
+def _next_position(assignment, position):
+    """The first unanswered item after ``position`` (wrapping round), or None when no other is left."""
+    open_positions = list(assignment.items.filter(vote__isnull=True).exclude(position=position)
+                          .order_by("position").values_list("position", flat=True))
+    after = [p for p in open_positions if p > position]
+    return (after or open_positions or [None])[0]
+
+
+def item_urls(assignment, position, preview=False):
+    study_pk = assignment.study_id
+    if preview:
+        args = [study_pk, assignment.pk, position]
+        return {"page": reverse("evaluation:preview_item", args=args),
+                "config": reverse("evaluation:preview_item_config", args=args), "vote": None}
+    args = [study_pk, position]
+    return {"page": reverse("evaluation:reader_item", args=args),
+            "config": reverse("evaluation:reader_item_config", args=args),
+            "vote": reverse("evaluation:reader_vote", args=args)}
+
+
+def item_payload(item, *, preview=False):
+    """Everything the page needs for one item; blinded (no arm, set or run appears here)."""
+    assignment = item.assignment
+    vote = getattr(item, "vote", None)
+    total = assignment.items.count()
+    if preview:  # a coordinator walks through in order; nothing is answered in a preview
+        nxt = item.position + 1 if item.position < total else None
+    else:
+        nxt = _next_position(assignment, item.position)
+    return {
+        "position": item.position,
+        "total": total,
+        "answer": None if vote is None else {"choice": vote.choice, "confidence": vote.confidence,
+                                             "comment": vote.comment},
+        "urls": item_urls(assignment, item.position, preview),
+        "next": None if nxt is None else {"position": nxt, **item_urls(assignment, nxt, preview)},
+        "modalities": _modalities(item),
+        "viewer": item_viewer_config(item, _modalities(item)),
+    }
+
+
+def page_context(request, item, *, preview=False):
+    assignment, study = item.assignment, item.assignment.study
+    done, total = counts(assignment)
+    if preview:
+        done_url = review_url = resume_url = reverse("evaluation:study_detail", args=[study.pk])
+    else:
+        done_url = reverse("evaluation:reader_done", args=[study.pk])
+        review_url = reverse("evaluation:reader_review", args=[study.pk])
+        resume_url = reverse("evaluation:study_start", args=[study.pk])
+    config = {
+        "item": item_payload(item, preview=preview),
+        "study": {"allowTie": study.allow_tie, "askConfidence": study.ask_confidence,
+                  "askComment": study.ask_comment, "allowRevisit": study.allow_revisit},
+        "progress": {"done": done, "total": total},
+        "urls": {"done": done_url, "review": review_url, "resume": resume_url},
+        "preview": preview,
+        "csrfToken": get_token(request),
+        "storageKey": f"labelgen-outbox-{study.pk}-{request.user.pk}",
+    }
+    return {"study": study, "item": item, "config": config, "preview": preview, "done": done, "total": total}
+
+
+@capability_required("vote")
+def my_studies(request):
+    assignments = (Assignment.objects.filter(reader=request.user, preview=False)
+                   .exclude(study__status=Study.Status.DRAFT).select_related("study").order_by("-study__created_at"))
+    rows = [(a, *counts(a)) for a in assignments]
+    return render(request, "evaluation/my_studies.html", {"rows": rows})
+
+
+@capability_required("vote")
+def study_start(request, pk):
+    """Resume: the first unanswered item, or the end page."""
+    assignment = _assignment(request, pk)
+    if not assignment.study.is_open:
+        return render(request, "evaluation/reader_closed.html", {"study": assignment.study})
+    position = assignment.first_open_position()
+    if position is None:
+        return redirect("evaluation:reader_done", pk)
+    return redirect("evaluation:reader_item", pk, position)
+
+
+@never_cache
+@capability_required("vote")
+def reader_item(request, pk, position):
+    assignment = _assignment(request, pk)
+    study = assignment.study
+    if not study.is_open:
+        return render(request, "evaluation/reader_closed.html", {"study": study})
+    item = _item(assignment, position)
+    if hasattr(item, "vote") and not study.allow_revisit:
+        return redirect("evaluation:study_start", pk)
+    return render(request, "evaluation/reader.html", page_context(request, item))
+
+
+@never_cache
+@require_GET
+@capability_required("vote")
+def reader_item_config(request, pk, position):
+    assignment = _assignment(request, pk)
+    if not assignment.study.is_open:
+        return JsonResponse({"error": "This study is closed."}, status=409)
+    return JsonResponse(item_payload(_item(assignment, position)))
+
+
+@require_POST
+@capability_required("vote")
+def reader_vote(request, pk, position):
+    """Record an answer (JSON body: choice, confidence, comment, time_ms). Idempotent."""
+    assignment = get_object_or_404(Assignment.objects.select_related("study"), study_id=pk, reader=request.user,
+                                   preview=False)
+    item = _item(assignment, position)
+    try:
+        payload = json.loads(request.body or b"{}")
+        if not isinstance(payload, dict):
+            raise ValueError
+    except ValueError:
+        return JsonResponse({"error": "The answer must be a JSON object."}, status=400)
+    form = VoteForm(payload, study=assignment.study)
+    if not form.is_valid():
+        errors = "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items())
+        return JsonResponse({"error": f"Invalid answer ({errors})."}, status=400)
+    try:
+        result = record_vote(item, request.user, form.cleaned_data)
+    except StudyError as exc:
+        return JsonResponse({"error": exc.message, "closed": not assignment.study.is_open}, status=exc.status)
+    done, total = counts(assignment)
+    return JsonResponse({"ok": True, "outcome": result.outcome, "position": position,
+                         "progress": {"done": done, "total": total}})
+
+
+@capability_required("vote")
+def reader_done(request, pk):
+    assignment = _assignment(request, pk)
+    done, total = counts(assignment)
+    return render(request, "evaluation/reader_done.html", {
+        "study": assignment.study, "done": done, "total": total,
+        "next_position": assignment.first_open_position()})
+
+
+@capability_required("vote")
+def reader_review(request, pk):
+    """The reader's items with their state; links back to them when the study allows changing answers."""
+    assignment = _assignment(request, pk)
+    items = assignment.items.select_related("vote").order_by("position")
+    done, total = counts(assignment)
+    return render(request, "evaluation/reader_review.html", {
+        "study": assignment.study, "items": items, "done": done, "total": total})
+
+
+@require_GET
+@cache_control(private=True, max_age=24 * 3600)
+def volume(request, token, key):
+    """A blinded volume of an item: only its reader (open study) or a coordinator may fetch it."""
+    item = Item.objects.select_related("assignment__study", "study_case__case", "arm_left", "arm_right").filter(
+        token=token).first()
+    if item is None:
+        raise Http404
+    study = item.assignment.study
+    is_reader = item.assignment.reader_id == request.user.pk and can(request.user, "vote") and study.is_open
+    if not (is_reader or can(request.user, "coordinate")):
+        raise Http404
+    what = resolve_key(item, key, _modalities(item))
+    if what is None:
+        raise Http404
+    if what.startswith("base:"):
+        row, kind = item.study_case.case.images.get(modality=what[5:]), "image"
+    else:
+        row, kind = item.study_case.prediction_for(item.arm_for(what)), "label"
+    return HttpResponse(viewer_bytes(row, kind), content_type="application/octet-stream")

@@ -1,0 +1,184 @@
+"""Reader and coordinator pages of reader studies, the vote endpoint, and ``manage.py create_study``."""
+
+import json
+
+import pytest
+from django.core.management import CommandError, call_command
+from django.urls import reverse
+
+from evaluation.models import Study, Vote
+from tests.access_rows_evaluation import make_study
+from tests.conftest import make_user
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def media(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+
+
+def post_vote(client, study, position, **body):
+    url = reverse("evaluation:reader_vote", args=[study.pk, position])
+    return client.post(url, json.dumps(body), content_type="application/json")
+
+
+def config_of(response):
+    html = response.content.decode()
+    start = html.index('<script id="reader-config" type="application/json">') + 51
+    return json.loads(html[start:html.index("</script>", start)])
+
+
+def test_reader_flow_resume_and_end(client_for, reader):
+    study = make_study(n_cases=3, readers=[reader], ask_confidence=True)
+    c = client_for(reader)
+    assert study.title in c.get(reverse("evaluation:my_studies")).content.decode()
+    r = c.get(reverse("evaluation:study_start", args=[study.pk]))
+    assert r.url == reverse("evaluation:reader_item", args=[study.pk, 1])
+    page = c.get(r.url)
+    cfg = config_of(page)
+    assert cfg["item"]["position"] == 1 and cfg["item"]["total"] == 3 and cfg["item"]["next"]["position"] == 2
+    assert len(cfg["item"]["viewer"]["overlays"]) == 2 and cfg["item"]["viewer"]["focusMm"]
+    assert post_vote(c, study, 1, choice="left", time_ms=50).status_code == 400  # confidence required
+    r = post_vote(c, study, 1, choice="left", confidence=4, time_ms=1500)
+    assert r.status_code == 200 and r.json()["progress"] == {"done": 1, "total": 3}
+    assert post_vote(c, study, 1, choice="left", confidence=4, time_ms=1500).json()["outcome"] == "unchanged"
+    # Resume after a new login: the first unanswered item; the answered one is not shown again.
+    c2 = client_for(reader)
+    assert c2.get(reverse("evaluation:study_start", args=[study.pk])).url.endswith("/read/2/")
+    assert c2.get(reverse("evaluation:reader_item", args=[study.pk, 1])).status_code == 302
+    for pos in (2, 3):
+        assert post_vote(c2, study, pos, choice="right", confidence=2, time_ms=10).status_code == 200
+    assert c2.get(reverse("evaluation:study_start", args=[study.pk])).url == reverse("evaluation:reader_done",
+                                                                                     args=[study.pk])
+    done = c2.get(reverse("evaluation:reader_done", args=[study.pk])).content.decode()
+    assert "study complete" in done and "3 / 3" in done
+    votes = Vote.objects.filter(item__assignment__reader=reader)
+    assert votes.count() == 3 and all(v.arm == v.item.arm_for(v.choice) for v in votes)
+    assert votes.get(item__position=1).time_ms == 1500
+
+
+def test_vote_validation_and_closed_study(client_for, reader):
+    study = make_study(n_cases=2, readers=[reader])
+    c = client_for(reader)
+    bad = [{"choice": "none"}, {"choice": "middle"}, {}, {"choice": "left", "time_ms": -5},
+           {"choice": "left", "comment": "not asked"}]
+    for body in bad:
+        r = post_vote(c, study, 1, **body)
+        assert r.status_code == 400 and r.json()["error"], body
+    r = c.post(reverse("evaluation:reader_vote", args=[study.pk, 1]), "[1]", content_type="application/json")
+    assert r.status_code == 400
+    assert post_vote(c, study, 9, choice="left").status_code == 404
+    study.status = Study.Status.CLOSED
+    study.save()
+    r = post_vote(c, study, 1, choice="left")
+    assert r.status_code == 409 and "closed" in r.json()["error"] and r.json()["closed"] is True
+    assert "This study is closed" in c.get(reverse("evaluation:reader_item", args=[study.pk, 1])).content.decode()
+    assert not Vote.objects.exists()
+
+
+def test_revisit_allowed_keeps_history_and_review_page(client_for, reader):
+    study = make_study(n_cases=2, readers=[reader], allow_revisit=True, allow_tie=True)
+    c = client_for(reader)
+    assert post_vote(c, study, 1, choice="left").status_code == 200
+    assert c.get(reverse("evaluation:reader_item", args=[study.pk, 1])).status_code == 200  # may come back
+    r = post_vote(c, study, 1, choice="none")
+    assert r.json()["outcome"] == "changed"
+    vote = Vote.objects.get()
+    assert vote.arm is None and vote.revisions.get().choice == "left"
+    review = c.get(reverse("evaluation:reader_review", args=[study.pk])).content.decode()
+    assert "No preference" in review and "not answered" in review
+
+
+def test_readers_are_confined_to_their_own_items(client_for, reader, reader2, coordinator):
+    study = make_study(n_cases=2, readers=[reader])
+    other_study = make_study(n_cases=2, readers=[reader2], name="second")
+    c = client_for(reader)
+    item2 = other_study.assignments.get().items.get(position=1)
+    cfg2 = config_of(client_for(reader2).get(reverse("evaluation:reader_item", args=[other_study.pk, 1])))
+    # Another reader's study, its items, its JSON, its volumes, its votes: all 404 for this reader.
+    for url in [reverse("evaluation:study_start", args=[other_study.pk]),
+                reverse("evaluation:reader_item", args=[other_study.pk, 1]),
+                reverse("evaluation:reader_item_config", args=[other_study.pk, 1]),
+                cfg2["item"]["viewer"]["overlays"][0]["url"], cfg2["item"]["viewer"]["base"]["url"]]:
+        assert c.get(url).status_code == 404, url
+    assert post_vote(c, other_study, 1, choice="left").status_code == 404
+    # Coordinator pages and results are refused to readers.
+    for url in [reverse("evaluation:study_detail", args=[study.pk]), reverse("evaluation:study_list")]:
+        assert c.get(url).status_code == 403
+    # A volume key of one item does not open another item's volume.
+    own = config_of(c.get(reverse("evaluation:reader_item", args=[study.pk, 1])))["item"]["viewer"]
+    key = own["overlays"][0]["url"].rstrip("/").split("/")[-1]
+    assert c.get(reverse("evaluation:volume", args=[item2.token, key])).status_code == 404
+    assert c.get(own["overlays"][0]["url"]).status_code == 200
+    # Coordinators can fetch volumes (preview) but cannot vote.
+    cc = client_for(coordinator)
+    assert cc.get(own["overlays"][0]["url"]).status_code == 200
+    assert post_vote(cc, study, 1, choice="left").status_code == 403
+    # A draft study is invisible to its reader.
+    study.status = Study.Status.DRAFT
+    study.save()
+    assert c.get(reverse("evaluation:study_start", args=[study.pk])).status_code == 404
+    assert c.get(own["overlays"][0]["url"]).status_code == 404
+
+
+def test_coordinator_creates_assigns_previews_opens_and_sees_progress(client_for, coordinator, reader, reader2):
+    from tests.factories import make_dataset
+
+    dataset = make_dataset(n_cases=3)
+    sets = list(dataset.prediction_sets.order_by("pk"))
+    c = client_for(coordinator)
+    assert c.get(reverse("evaluation:study_create")).status_code == 200
+    r = c.post(reverse("evaluation:study_create"), {
+        "title": "Expert vs AI", "dataset": dataset.pk, "prediction_sets": [sets[0].pk],
+        "readers": [reader.pk]})
+    assert r.status_code == 200 and "at least two" in r.content.decode()
+    r = c.post(reverse("evaluation:study_create"), {
+        "title": "Expert vs AI", "dataset": dataset.pk, "prediction_sets": [s.pk for s in sets],
+        "readers": [reader.pk], "allow_tie": "on", "seed": "11"})
+    study = Study.objects.get()
+    assert r.url == study.get_absolute_url() and study.seed == 11 and study.allow_tie
+    # Preview: the coordinator sees exactly the first reader's item 1, with voting disabled.
+    r = c.get(reverse("evaluation:study_preview", args=[study.pk]))
+    assignment = study.assignments.get(reader=reader)
+    assert r.url == reverse("evaluation:preview_item", args=[study.pk, assignment.pk, 1])
+    preview = c.get(r.url)
+    assert preview.status_code == 200 and config_of(preview)["preview"] is True
+    assert c.post(reverse("evaluation:study_readers", args=[study.pk]), {"readers": [reader2.pk]}).status_code == 302
+    assert study.assignments.count() == 2
+    c.post(reverse("evaluation:study_status", args=[study.pk]), {"status": "open"})
+    study.refresh_from_db()
+    assert study.status == "open"
+    rc = client_for(reader)
+    post_vote(rc, study, 1, choice="left", time_ms=3000)
+    post_vote(rc, study, 2, choice="right", time_ms=1000)
+    detail = c.get(study.get_absolute_url()).content.decode()
+    assert "2 / 3" in detail and "2000 ms" in detail  # done/total and median time
+    assert sets[0].name in detail and sets[1].name in detail  # arm names: coordinators only
+    c.post(reverse("evaluation:study_status", args=[study.pk]), {"status": "closed"})
+    study.refresh_from_db()
+    assert study.status == "closed"
+
+
+def test_create_study_command(reader, reader2):
+    from tests.factories import make_dataset
+
+    make_dataset(n_cases=3, prediction_sets=("unet-expert", "unet-ai", "third"))
+    with pytest.raises(CommandError, match="Unknown dataset 'nope'"):
+        call_command("create_study", dataset="nope", arms="a,b", title="t")
+    with pytest.raises(CommandError, match="Unknown prediction set 'zzz'"):
+        call_command("create_study", dataset="demo", arms="unet-expert,zzz", title="t")
+    with pytest.raises(CommandError, match="Unknown reader 'ghost'"):
+        call_command("create_study", dataset="demo", arms="unet-expert,unet-ai", readers="ghost", title="t")
+    make_user("boss2", "coordinator")
+    with pytest.raises(CommandError, match="not an active member of the Readers group"):
+        call_command("create_study", dataset="demo", arms="unet-expert,unet-ai", readers="boss2", title="t")
+    call_command("create_study", "--dataset", "demo", "--arms", "unet-expert,unet-ai", "--readers",
+                 "reader1,reader2", "--title", "CLI study", "--seed", "42", "--allow-tie")
+    study = Study.objects.get(title="CLI study")
+    assert study.status == "open" and study.seed == 42 and study.allow_tie
+    assert sorted(study.arms.values_list("name", flat=True)) == ["unet-ai", "unet-expert"]
+    assert study.assignments.count() == 2 and all(a.items.count() == 3 for a in study.assignments.all())
+    call_command("create_study", "--dataset", "demo", "--arms", "unet-expert,unet-ai,third", "--readers",
+                 "reader1", "--title", "Draft", "--draft")
+    assert Study.objects.get(title="Draft").status == "draft"
