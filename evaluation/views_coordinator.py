@@ -23,7 +23,7 @@ def study_list(request):
 
 @capability_required("coordinate")
 def study_create(request):
-    form = StudyForm(request.POST or None)
+    form = StudyForm(request.POST or None, initial=prefill(request.GET))
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         settings = {k: data[k] for k in ("instructions", "default_modality", "allow_tie", "ask_confidence",
@@ -39,6 +39,20 @@ def study_create(request):
                                       f"{study.study_cases.count()} cases.")
             return redirect(study)
     return render(request, "evaluation/study_form.html", {"form": form})
+
+
+def prefill(params):
+    """Initial values from the query string: ``?dataset=<id>&sets=<id>,<id>&title=...`` (e.g. from a U-Net
+    comparison's "Create a blind reader study" button)."""
+    initial = {}
+    if params.get("dataset", "").isdigit():
+        initial["dataset"] = int(params["dataset"])
+    sets = [int(s) for s in params.get("sets", "").split(",") if s.strip().isdigit()]
+    if sets:
+        initial["prediction_sets"] = sets
+    if params.get("title"):
+        initial["title"] = params["title"][:200]
+    return initial
 
 
 @capability_required("coordinate")
