@@ -17,9 +17,14 @@ class Command(BaseCommand):
         parser.add_argument("--depth", type=int, default=16, help="slices (>= 5)")
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--raters", default="r1,r2,r3")
+        parser.add_argument("--splits", default="0.6,0.2,0.2", help="TRAIN,VAL,TEST fractions")
 
-    def handle(self, out, cases, size, depth, seed, raters, **options):
+    def handle(self, out, cases, size, depth, seed, raters, splits, **options):
         raters = tuple(r.strip() for r in raters.split(",") if r.strip())
+        try:
+            fractions = tuple(float(f) for f in splits.split(","))
+        except ValueError:
+            raise CommandError(f"--splits {splits!r}: give three numbers, e.g. 0.6,0.2,0.2") from None
         bar = tqdm(total=cases, unit="case", desc="phantoms", file=self.stderr)
 
         def progress(done, total):
@@ -27,7 +32,7 @@ class Command(BaseCommand):
 
         try:
             manifest = write_phantom_dataset(Path(out), n_cases=cases, size=size, depth=depth, seed=seed,
-                                             raters=raters, progress=progress)
+                                             raters=raters, split_fractions=fractions, progress=progress)
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         finally:

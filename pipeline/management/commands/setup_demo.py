@@ -1,7 +1,13 @@
-"""Everything a newcomer needs to see labelgen working: demo users (printed), demo data, a run."""
+"""Everything a newcomer needs to see labelgen working, on phantom data, made once (idempotent):
+
+demo users (printed) -> a 20-case phantom dataset -> step 1 + step 2 (finished runs, AI labels with QA)
+-> two U-Nets trained on expert vs AI labels (a finished comparison) -> an open blind study of their TEST
+predictions for reader1 and reader2 -> a closed study with simulated votes, so the report has data.
+"""
 
 from pathlib import Path
 
+import numpy as np
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
@@ -14,6 +20,9 @@ DEMO_USERS = [
     ("reader1", "reader", "reader1-demo-pass"),
     ("reader2", "reader", "reader2-demo-pass"),
 ]
+SIMULATED_READERS = ["sim-reader-a", "sim-reader-b", "sim-reader-c"]
+OPEN_STUDY = "Demo: U-Net on expert labels vs on AI-assisted labels"
+SIMULATED_STUDY = "Demo: simulated readers (closed)"
 
 
 class Command(BaseCommand):
@@ -21,33 +30,98 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--skip-data", action="store_true", help="users only")
+        parser.add_argument("--cases", type=int, default=20)
+        parser.add_argument("--clustering-epochs", type=int, default=None, help="override the fast preset")
+        parser.add_argument("--unet-epochs", type=int, default=None, help="override the fast preset")
 
-    def handle(self, skip_data, **options):
+    def handle(self, skip_data, cases, clustering_epochs, unet_epochs, **options):
         User = get_user_model()
         for username, role, password in DEMO_USERS:
-            if User.objects.filter(username=username).exists():
-                continue
-            call_command("create_user", username, role=role, password=password, stdout=self.stdout)
+            if not User.objects.filter(username=username).exists():
+                call_command("create_user", username, role=role, password=password, stdout=self.stdout)
         if not skip_data:
-            self.demo_data()
+            self.demo_data(cases, clustering_epochs, unet_epochs)
         self.stdout.write("")
         self.stdout.write(self.style.SUCCESS("Demo logins (http://127.0.0.1:8000/):"))
         for username, role, password in DEMO_USERS:
             self.stdout.write(f"  {role:<12} {username:<12} {password}")
 
-    def demo_data(self):
-        from pipeline import tasks
-        from pipeline.launch import launch
-        from pipeline.models import Dataset, DeviceCheckRun
+    def demo_data(self, n_cases, clustering_epochs, unet_epochs):
+        from pipeline.models import ComparisonRun, Dataset, RefinementRun
 
         if not Dataset.objects.filter(name=DEMO_DATASET).exists():
             folder = Path(settings.VAR_DIR) / "demo-data"
-            call_command("make_phantoms", str(folder), cases=10, size=128, depth=16, seed=7, stdout=self.stdout)
-            call_command("import_cases", str(folder / "manifest.csv"), dataset=DEMO_DATASET, stdout=self.stdout)
+            call_command("make_phantoms", str(folder), cases=n_cases, size=128, depth=16, seed=7,
+                         splits="0.5,0.2,0.3", stdout=self.stdout)
+            call_command("import_cases", str(folder / "manifest.csv"), dataset=DEMO_DATASET, no_progress=True,
+                         stdout=self.stdout)
             Dataset.objects.filter(name=DEMO_DATASET).update(
                 description="Phantom bone-tumour MRI (t1fsce + t2), 3 simulated raters, known truth.")
+        dataset = Dataset.objects.get(name=DEMO_DATASET)
+        if not RefinementRun.objects.filter(dataset=dataset, status="succeeded").exists():
+            self.stdout.write("Generating AI labels (step 1 clustering, step 2 refinement)…")
+            call_command("generate_labels", dataset=DEMO_DATASET, preset="fast",
+                         config=self.config_file("clustering", {"max_epochs": clustering_epochs}),
+                         stdout=self.stdout)
+        if not ComparisonRun.objects.filter(dataset=dataset, status="succeeded").exists():
+            self.stdout.write("Training two 3D U-Nets: on expert labels and on AI-assisted labels…")
+            call_command("compare_models", dataset=DEMO_DATASET, arms="expert,ai", preset="fast",
+                         config=self.config_file("unet", {"max_epochs": unet_epochs}), stdout=self.stdout)
+        comparison = ComparisonRun.objects.filter(dataset=dataset, status="succeeded").latest("id")
+        self.studies(dataset, comparison)
 
-        if not DeviceCheckRun.objects.exists():
-            admin = get_user_model().objects.get(username="admin")
-            launch(DeviceCheckRun.objects.create(created_by=admin, config={"device": ""}), tasks.device_check)
-            self.stdout.write("Queued a device check run (the worker finishes it in seconds).")
+    def config_file(self, name, overrides):
+        overrides = {k: v for k, v in overrides.items() if v is not None}
+        if not overrides:
+            return None
+        import yaml
+
+        path = Path(settings.VAR_DIR) / f"demo-{name}.yaml"
+        path.write_text(yaml.safe_dump(overrides))
+        return str(path)
+
+    def studies(self, dataset, comparison):
+        from evaluation.models import Study
+        from evaluation.services import create_study, set_status
+
+        User = get_user_model()
+        sets = [arm.prediction_set for arm in comparison.arms_runs.order_by("id")]
+        if not Study.objects.filter(title=OPEN_STUDY).exists():
+            readers = list(User.objects.filter(username__in=["reader1", "reader2"]))
+            create_study(dataset=dataset, prediction_sets=sets, title=OPEN_STUDY, readers=readers, open_now=True,
+                         seed=2026, allow_tie=True, ask_confidence=True, allow_revisit=True,
+                         instructions="Pick the segmentation that better outlines the whole tumour "
+                                      "(enhancing rim and necrotic core, not the surrounding oedema).")
+            self.stdout.write(f"Opened the study “{OPEN_STUDY}” for reader1 and reader2.")
+        if not Study.objects.filter(title=SIMULATED_STUDY).exists():
+            simulated = []
+            for name in SIMULATED_READERS:
+                if not User.objects.filter(username=name).exists():
+                    call_command("create_user", name, role="reader", stdout=self.stdout)
+                simulated.append(User.objects.get(username=name))
+            study = create_study(dataset=dataset, prediction_sets=sets, title=SIMULATED_STUDY, readers=simulated,
+                                 open_now=True, seed=99, allow_tie=True, ask_confidence=True)
+            simulate_votes(study, seed=3)
+            set_status(study, Study.Status.CLOSED)
+            self.stdout.write(f"Closed “{SIMULATED_STUDY}” with simulated votes (see its report).")
+
+
+def simulate_votes(study, seed=0):
+    """Simulated readers prefer the overlay with the higher Dice against truth, with noise (demo only)."""
+    from evaluation.services import record_vote
+    from pipeline.models import CaseMetric
+
+    rng = np.random.default_rng(seed)
+    dice = {(m.case_id, m.run.prediction_set_id): m.metrics.get("dice") or 0.0
+            for m in CaseMetric.objects.filter(reference="truth").select_related("run")}
+    for assignment in study.assignments.filter(preview=False).select_related("reader"):
+        bias = rng.normal(0, 0.05)
+        for item in assignment.items.select_related("arm_left", "arm_right", "study_case"):
+            case_id = item.study_case.case_id
+            gap = dice.get((case_id, item.arm_left.prediction_set_id), 0) - dice.get(
+                (case_id, item.arm_right.prediction_set_id), 0)
+            p_left = 1 / (1 + np.exp(-(gap + bias) * 12))
+            u = rng.random()
+            choice = "none" if abs(p_left - 0.5) < 0.05 and u < 0.3 else ("left" if u < p_left else "right")
+            record_vote(item, assignment.reader, {"choice": choice, "confidence": int(rng.integers(2, 6)),
+                                                  "comment": "", "time_ms": int(rng.gamma(4, 2500))})
