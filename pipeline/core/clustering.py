@@ -15,7 +15,9 @@ Where this deliberately improves on a literal port:
 * no host synchronisation per step: losses and the set of cluster ids in use accumulate on the device and
   are read once per epoch;
 * the cluster count is measured on the VAL cases in eval mode, i.e. what :meth:`ClusteringTrainer.predict`
-  will produce, and ``min_clusters`` (Kanezaki's ``minLabels``) can stop the run;
+  will produce, and ``min_clusters`` (Kanezaki's ``minLabels``) can stop the run; the epoch that falls to
+  ``min_clusters`` is not kept as "best" even though its VAL loss is lowest (the self-labelling loss keeps
+  falling as clusters merge, so the lowest loss is often a collapsed clustering);
 * float16 autocast + GradScaler on CUDA (fused SGD, so the scaler needs no per-step sync);
 * seeded runs: weights from ``seed``; case order and augmentation reseeded from ``(seed, epoch)`` each
   epoch, so a resumed run draws exactly what an uninterrupted one would (identical on CPU);
@@ -87,7 +89,9 @@ class FitResult:
 
 def validate_cases(train: Sequence[Case], val: Sequence[Case], config: ClusteringConfig) -> None:
     """Raise ``ValueError`` before training: no TRAIN or no VAL cases, a case without modalities or with
-    differently shaped modalities, modality counts differing between cases, or a case too small for the grid."""
+    differently shaped modalities, modality counts differing between cases, a case too small for the grid
+    (:func:`~pipeline.core.preprocess.check_fits`), or non-finite / non-numeric voxels. Messages name the case
+    as ``"TRAIN case 3"`` / ``"VAL case 0"`` (indices into the sequences given)."""
     grid = GridSpec(config.height, config.width, config.depth)
     if len(train) == 0:
         raise ValueError("no TRAIN cases: clustering needs at least one training case")
@@ -112,6 +116,12 @@ def validate_cases(train: Sequence[Case], val: Sequence[Case], config: Clusterin
                 check_fits(shapes[0], grid)
             except ValueError as exc:
                 raise ValueError(f"{name}: {exc}") from None
+            for m, v in enumerate(case):
+                v = np.asarray(v)
+                if not np.issubdtype(v.dtype, np.number) or np.issubdtype(v.dtype, np.complexfloating):
+                    raise ValueError(f"{name}: modality {m} has non-real dtype {v.dtype}")
+                if np.issubdtype(v.dtype, np.floating) and not np.isfinite(v).all():
+                    raise ValueError(f"{name}: modality {m} contains NaN or infinite values")
 
 
 def _seed_for(seed: int, epoch: int, stream: int) -> int:
@@ -159,11 +169,14 @@ class ClusteringTrainer:
             model = ClusterNet(self.config.n_channels, self.config.n_conv)
         return model.to(self.device)
 
-    def _prepare(self, cases: Sequence[Case]) -> tuple[torch.Tensor, list]:
+    def _prepare(self, cases: Sequence[Case], split: str) -> tuple[torch.Tensor, list]:
         """Preprocess once: ``(N, M, H, W, D)`` float32 on the device (pinned host memory if it would not fit)."""
         arrays, stats = [], []
-        for case in cases:
-            arr, record = to_model_grid(case, self.grid)
+        for i, case in enumerate(cases):
+            try:
+                arr, record = to_model_grid(case, self.grid)
+            except ValueError as exc:
+                raise ValueError(f"{split} case {i}: {exc}") from None
             arrays.append(torch.from_numpy(arr))
             stats.append([list(record.original_shape), list(record.means), list(record.stds)])
         data = torch.stack(arrays)
@@ -197,8 +210,8 @@ class ClusteringTrainer:
         """
         cfg = self.config
         validate_cases(train, val, cfg)
-        x_train, train_stats = self._prepare(train)
-        x_val, val_stats = self._prepare(val)
+        x_train, train_stats = self._prepare(train, "TRAIN")
+        x_val, val_stats = self._prepare(val, "VAL")
         fingerprint = {"train": train_stats, "val": val_stats}
         self.n_modalities = n_mod = x_train.shape[1]
         n_ids = n_mod * cfg.n_channels
@@ -234,7 +247,10 @@ class ClusteringTrainer:
             # the one host synchronisation of the epoch
             tr, tr_ce, tr_cont, va, n_clusters = torch.cat(
                 [sums / len(x_train), val_sums[:1] / len(x_val), presence.sum().reshape(1).float()]).tolist()
-            improved = math.isfinite(va) and va < st["best_val"]
+            # an epoch at or below min_clusters has collapsed clusters (VAL loss keeps falling as clusters merge,
+            # so it would win): it ends the run but is never the kept checkpoint
+            eligible = cfg.min_clusters == 0 or n_clusters > cfg.min_clusters
+            improved = eligible and math.isfinite(va) and va < st["best_val"]
             if improved:
                 st.update(best_val=va, best_epoch=epoch, bad_epochs=0,
                           best_model={k: v.detach().clone() for k, v in self.model.state_dict().items()})
@@ -260,6 +276,12 @@ class ClusteringTrainer:
             if on_epoch is not None:
                 on_epoch(stats)
 
+        if st["best_epoch"] == 0 and history and reason != "diverged":
+            # no epoch qualified (all at or below min_clusters): keep the last one, as Kanezaki does
+            st.update(best_epoch=history[-1].epoch, best_val=history[-1].val_loss,
+                      best_model={k: v.detach().clone() for k, v in self.model.state_dict().items()})
+            if ckpt_dir is not None and not (ckpt_dir / "best.pt").exists():
+                _atomic_save(self._export(st["best_model"], st["best_epoch"], st["best_val"]), ckpt_dir / "best.pt")
         self.model.load_state_dict(st["best_model"])
         self.best_epoch = st["best_epoch"]
         return FitResult(history=history, best_epoch=st["best_epoch"], best_val_loss=st["best_val"],
