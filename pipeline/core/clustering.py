@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .checkpoints import atomic_save, epoch_seed
 from .clustering_config import ClusteringConfig
 from .clustering_model import ClusteringLoss, ClusterNet, make_augmentation
 from .device import resolve_device
@@ -124,22 +125,10 @@ def validate_cases(train: Sequence[Case], val: Sequence[Case], config: Clusterin
                     raise ValueError(f"{name}: modality {m} contains NaN or infinite values")
 
 
-def _seed_for(seed: int, epoch: int, stream: int) -> int:
-    """Independent per-epoch seeds for case order (stream 0) and augmentation (stream 1)."""
-    return int(np.random.SeedSequence([seed, epoch, stream]).generate_state(1)[0])
-
 
 def _plain(t: torch.Tensor) -> torch.Tensor:
     return t.as_tensor() if hasattr(t, "as_tensor") else t  # MONAI MetaTensor -> torch.Tensor
 
-
-def _atomic_save(obj: dict, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        torch.save(obj, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 class ClusteringTrainer:
@@ -271,8 +260,8 @@ class ClusteringTrainer:
             st.update(epoch=epoch, history=[h.to_dict() for h in history], finished=reason)
             if ckpt_dir is not None:
                 if improved:
-                    _atomic_save(self._export(self.model.state_dict(), epoch, va), ckpt_dir / "best.pt")
-                _atomic_save(self._checkpoint(st, fingerprint, opt, scaler), ckpt_dir / "last.pt")
+                    atomic_save(self._export(self.model.state_dict(), epoch, va), ckpt_dir / "best.pt")
+                atomic_save(self._checkpoint(st, fingerprint, opt, scaler), ckpt_dir / "last.pt")
             if on_epoch is not None:
                 on_epoch(stats)
 
@@ -281,7 +270,7 @@ class ClusteringTrainer:
             st.update(best_epoch=history[-1].epoch, best_val=history[-1].val_loss,
                       best_model={k: v.detach().clone() for k, v in self.model.state_dict().items()})
             if ckpt_dir is not None and not (ckpt_dir / "best.pt").exists():
-                _atomic_save(self._export(st["best_model"], st["best_epoch"], st["best_val"]), ckpt_dir / "best.pt")
+                atomic_save(self._export(st["best_model"], st["best_epoch"], st["best_val"]), ckpt_dir / "best.pt")
         self.model.load_state_dict(st["best_model"])
         self.best_epoch = st["best_epoch"]
         return FitResult(history=history, best_epoch=st["best_epoch"], best_val_loss=st["best_val"],
@@ -290,9 +279,9 @@ class ClusteringTrainer:
     def _train_epoch(self, x_train, epoch, opt, scaler, aug, should_stop) -> torch.Tensor | None:
         """One pass over TRAIN; returns on-device sums (total, ce, continuity) x cases, or None if cancelled."""
         cfg = self.config
-        order = torch.randperm(len(x_train), generator=torch.Generator().manual_seed(_seed_for(cfg.seed, epoch, 0)))
+        order = torch.randperm(len(x_train), generator=torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch, 0)))
         if aug is not None:
-            aug.set_random_state(seed=_seed_for(cfg.seed, epoch, 1))
+            aug.set_random_state(seed=epoch_seed(cfg.seed, epoch, 1))
         self.model.train()
         sums = torch.zeros(3, device=self.device)
         last_poll = time.monotonic()
@@ -367,7 +356,7 @@ class ClusteringTrainer:
         """Write the current weights + config (JSON) + modality count, atomically; :meth:`load` reads it."""
         if self.n_modalities is None:
             raise RuntimeError("nothing to save: call fit() or load() first")
-        _atomic_save(self._export(self.model.state_dict(), self.best_epoch, math.nan), Path(path))
+        atomic_save(self._export(self.model.state_dict(), self.best_epoch, math.nan), Path(path))
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, device: str | None = None) -> ClusteringTrainer:

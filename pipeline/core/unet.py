@@ -32,6 +32,7 @@ from monai.losses import DiceCELoss
 from monai.networks.nets import UNet
 from monai.optimizers import WarmupCosineSchedule
 
+from .checkpoints import atomic_save, atomic_write_text, epoch_seed
 from .device import resolve_device
 from .preprocess import GridSpec, from_model_grid, to_model_grid
 from .unet_config import UNetConfig
@@ -94,27 +95,7 @@ def build_unet(config: UNetConfig, in_channels: int) -> UNet:
                 strides=config.strides, num_res_units=config.num_res_units, dropout=config.dropout)
 
 
-def _seed_for(seed: int, epoch: int, stream: int) -> int:
-    """Independent per-epoch seeds: case order (0), augmentation / patches (1), torch RNG for dropout (2)."""
-    return int(np.random.SeedSequence([seed, epoch, stream]).generate_state(1)[0])
 
-
-def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        torch.save(obj, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-
-
-def _atomic_write_text(text: str, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 class UNetTrainer:
@@ -242,8 +223,8 @@ class UNetTrainer:
                 st.update(epoch=epoch, history=[h.to_dict() for h in history], finished=reason)
                 if ckpt_dir is not None:
                     if improved:
-                        _atomic_save(self._model_file(self.model.state_dict(), epoch), ckpt_dir / "best.pt")
-                    _atomic_save(self._checkpoint(st, fingerprint, opt, sched, scaler), ckpt_dir / "last.pt")
+                        atomic_save(self._model_file(self.model.state_dict(), epoch), ckpt_dir / "best.pt")
+                    atomic_save(self._checkpoint(st, fingerprint, opt, sched, scaler), ckpt_dir / "last.pt")
                 if on_epoch is not None:
                     on_epoch(stats)
 
@@ -255,9 +236,9 @@ class UNetTrainer:
     def _train_epoch(self, dataset, epoch: int, opt, scaler, should_stop) -> float | None:
         """One pass over TRAIN; the mean loss per step, or None if cancelled."""
         cfg = self.config
-        torch.manual_seed(_seed_for(cfg.seed, epoch, 2))  # dropout (and any torch-RNG draw) of this epoch
-        order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(_seed_for(cfg.seed, epoch, 0)))
-        dataset.transform.set_random_state(seed=_seed_for(cfg.seed, epoch, 1))  # patches + augmentation
+        torch.manual_seed(epoch_seed(cfg.seed, epoch, 2))  # dropout (and any torch-RNG draw) of this epoch
+        order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch, 0)))
+        dataset.transform.set_random_state(seed=epoch_seed(cfg.seed, epoch, 1))  # patches + augmentation
         self.model.train()
         total = torch.zeros((), device=self.device)
         steps = 0
@@ -358,7 +339,7 @@ class UNetTrainer:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write weights + config + modality count/names to one file, atomically; :meth:`load` reads it."""
-        _atomic_save(self._model_file(self._require_model().state_dict(), self.best_epoch), Path(path))
+        atomic_save(self._model_file(self._require_model().state_dict(), self.best_epoch), Path(path))
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, device: str | None = None) -> UNetTrainer:
@@ -375,8 +356,8 @@ class UNetTrainer:
         model = self._require_model()
         out = Path(path_dir)
         out.mkdir(parents=True, exist_ok=True)
-        _atomic_save(model.state_dict(), out / "model.pt")
-        _atomic_write_text(json.dumps({"format": _EXPORT_FORMAT, **self._meta()}, indent=2) + "\n",
+        atomic_save(model.state_dict(), out / "model.pt")
+        atomic_write_text(json.dumps({"format": _EXPORT_FORMAT, **self._meta()}, indent=2) + "\n",
                            out / "config.json")
         return out
 
