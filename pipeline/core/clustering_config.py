@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
+
+from .checkpoints import config_from_dict
 
 __all__ = ["ClusteringConfig"]
 
@@ -119,14 +121,7 @@ class ClusteringConfig:
     def from_dict(cls, d: dict[str, Any]) -> ClusteringConfig:
         """Build from a (YAML/JSON) dict; missing keys take defaults. Unknown keys or bad values -> ``ValueError``
         naming them."""
-        if not isinstance(d, dict):
-            raise ValueError(f"clustering config must be a mapping, got {type(d).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown clustering config key(s): {', '.join(map(str, unknown))}; "
-                             f"known keys: {', '.join(sorted(known))}")
-        return cls(**d)
+        return config_from_dict(cls, d, "clustering")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict; ``from_dict(to_dict())`` round-trips."""

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
+
+from .checkpoints import config_from_dict
 
 __all__ = ["UNetConfig"]
 
@@ -204,14 +206,7 @@ class UNetConfig:
     def from_dict(cls, d: dict[str, Any]) -> UNetConfig:
         """Build from a (YAML/JSON) dict; missing keys take defaults. Unknown keys or bad values -> ``ValueError``
         naming them."""
-        if not isinstance(d, dict):
-            raise ValueError(f"U-Net config must be a mapping, got {type(d).__name__}")
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known, key=str)
-        if unknown:
-            raise ValueError(f"unknown U-Net config key(s): {', '.join(map(str, unknown))}; "
-                             f"known keys: {', '.join(sorted(known))}")
-        return cls(**d)
+        return config_from_dict(cls, d, "U-Net")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (tuples become lists); ``from_dict(to_dict())`` round-trips."""
