@@ -4,7 +4,9 @@ Makes a phantom dataset with several simulated raters, imports it, runs step 1 o
 step 2 (RefinementRuns) from the union of all raters and from each rater alone, in 3D and per_slice_2d
 modes, then prints JSON: mean Dice against truth of (a) each rater's rough labels (union of their two
 modalities), (b) the union of all raters, (c) AI labels in 3D mode, (d) in per_slice_2d mode; and the
-spread between raters vs between AI labels made from different raters' input.
+spread between raters vs between AI labels made from different raters' input. Also the ceiling of step 1:
+the Dice of the best label that could be built from whole regions of the cluster maps knowing the truth
+(``pipeline.core.metrics.best_regions``), and (c) with the published rules (``min_inside`` 0).
 
 Run: .venv/bin/python bench/label_quality.py [--cases 10 --size 128 --depth 16 --preset fast --epochs N]
 """
@@ -41,7 +43,7 @@ def main():
     from django.core.management import call_command
 
     from pipeline.config_files import clustering_config, refine_config
-    from pipeline.core.metrics import dice
+    from pipeline.core.metrics import best_regions, dice
     from pipeline.core.nifti import load_volume
     from pipeline.core.phantoms import write_phantom_dataset
     from pipeline.execution import execute
@@ -74,9 +76,12 @@ def main():
     rough_masks = {r: {c.pk: rough(c, r) for c in cases} for r in raters}
     union_masks = {c.pk: rough(c) for c in cases}
 
-    def ai_masks(mode, rater=""):
+    maps = {m.case_id: load_volume(m.path, kind="label").data for m in clustering.cluster_maps.all()}
+    ceiling = {c.pk: best_regions(maps[c.pk], truth[c.pk]) for c in cases}
+
+    def ai_masks(mode, rater="", **extra):
         run = RefinementRun.objects.create(dataset=dataset, clustering_run=clustering,
-                                           config=refine_config({"mode": mode, "expert_rater": rater}))
+                                           config=refine_config({"mode": mode, "expert_rater": rater, **extra}))
         assert execute(run.pk, run_refinement) == "succeeded", RefinementRun.objects.get(pk=run.pk).error
         return {lab.case_id: load_volume(lab.path, kind="label").data > 0
                 for lab in Label.objects.filter(run=run, source="ai")}
@@ -92,6 +97,7 @@ def main():
     t0 = time.perf_counter()
     ai_3d, ai_2d = ai_masks("3d"), ai_masks("per_slice_2d")
     ai_from_rater = {r: ai_masks("3d", r) for r in raters}
+    ai_published = ai_masks("3d", min_inside=0.0)
     step2_s = time.perf_counter() - t0
     result = {
         "benchmark": "label_quality", "cases": args.cases, "shape": [args.size, args.size, args.depth],
@@ -104,6 +110,8 @@ def main():
             "c_ai_3d": round(mean_dice(ai_3d), 4),
             "d_ai_per_slice_2d": round(mean_dice(ai_2d), 4),
             "ai_3d_from_each_rater": {r: round(mean_dice(ai_from_rater[r]), 4) for r in raters},
+            "ai_3d_published_rules": round(mean_dice(ai_published), 4),
+            "ceiling_best_regions_of_clusters": round(mean_dice(ceiling), 4),
         },
         "variability_1_minus_dice": {
             "between_raters": round(spread(list(rough_masks.values())), 4),

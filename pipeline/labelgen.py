@@ -1,5 +1,7 @@
 """Step 1 and step 2 as run bodies (see pipeline.execution): load cases, call the core, store outputs."""
 
+from collections import Counter
+
 import numpy as np
 from django.db import transaction
 
@@ -112,6 +114,8 @@ def run_refinement(run, ctx):
     params_dict = dict(run.config)
     rater = params_dict.pop("expert_rater", "")
     splits = params_dict.pop("splits", None) or list(Case.Split.values)
+    # Runs configured before min_inside existed followed the published rules; a redelivery must too.
+    params_dict.setdefault("min_inside", 0.0)
     params = RefineParams.from_dict({**params_dict, "ignore_clusters": [0]})
     maps = {m.case_id: m for m in run.clustering_run.cluster_maps.all()}
     cases = list(Case.objects.filter(dataset=run.dataset, pk__in=maps, split__in=splits)
@@ -129,8 +133,11 @@ def run_refinement(run, ctx):
         result = refine_label(cluster_map, masks, params)
         save_ai_label(run, case, result, labels, masks, rater)
         done += 1
+        reasons = Counter(r.reason for les in result.lesions for r in les.regions)
         ctx.progress(100 * i / len(cases), f"{case.external_id}: {result.n_lesions} lesion(s), "
-                                           f"{int(result.label.sum())} voxels")
+                                           f"{int(result.label.sum())} voxels; regions kept {reasons['kept']}, "
+                                           f"too large {reasons['too_large']}, "
+                                           f"mostly outside {reasons['mostly_outside']}")
     run.update_fields(message=f"{done} AI label(s) from {len(cases)} cluster maps")
 
 

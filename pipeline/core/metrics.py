@@ -9,6 +9,8 @@
 - :func:`volume_ml`, :func:`volume_difference_ml` (A minus B), :func:`volume_similarity`
   (1 - |Va - Vb| / (Va + Vb); 1.0 when both are empty).
 - :func:`compare`: all of the above in one dict.
+- :func:`best_regions`: the best label step 2 could build from a cluster map when the truth is known (a
+  diagnostic of step 1 on phantoms: if its Dice is low, no refinement rule can do well).
 
 No Django imports.
 """
@@ -22,7 +24,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from scipy.spatial import cKDTree
 
-__all__ = ["compare", "dice", "hd95", "surface_distances", "volume_difference_ml", "volume_ml",
+__all__ = ["best_regions", "compare", "dice", "hd95", "surface_distances", "volume_difference_ml", "volume_ml",
            "volume_similarity"]
 
 
@@ -140,3 +142,29 @@ def compare(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float] = (1.0, 
         "volume_difference_ml": vp - vr,
         "volume_similarity": volume_similarity(mp, mr),
     }
+
+
+def best_regions(cluster_map: np.ndarray, truth: np.ndarray, connectivity: int = 1) -> np.ndarray:
+    """Union of every region (connected component of one cluster id) lying more than half inside ``truth``.
+
+    Step 2 builds labels from whole regions, so this is what it could at best make of ``cluster_map``:
+    adding a region with more than half of its voxels inside the truth raises Dice, so the union of all
+    such regions is a near-optimal choice (exact when regions are all mostly inside or mostly outside).
+
+    Args: ``cluster_map`` integer (X, Y, Z); ``truth`` 0/1 (X, Y, Z); ``connectivity`` as in
+    ``generate_binary_structure`` (1 = 6 neighbours). Returns a bool mask (X, Y, Z).
+    """
+    cmap = np.asarray(cluster_map)
+    t = _mask(truth, "truth")
+    if cmap.shape != t.shape:
+        raise ValueError(f"cluster_map has shape {cmap.shape}, truth has shape {t.shape}")
+    structure = ndi.generate_binary_structure(cmap.ndim, connectivity)
+    out = np.zeros(t.shape, dtype=bool)
+    for c in np.unique(cmap[t]):
+        comp, n = ndi.label(cmap == c, structure)
+        inside = np.bincount(comp[t], minlength=n + 1)
+        size = np.bincount(comp.ravel(), minlength=n + 1)
+        keep = 2 * inside > size
+        keep[0] = False
+        out |= keep[comp]
+    return out

@@ -10,6 +10,14 @@ Published procedure (which this module implements, vectorised and in 3D by defau
 5. A region with more than ``max_ratio * lesion voxels`` voxels is discarded (the cluster leaked into
    healthy tissue); the union of the kept regions is the AI label.
 
+Where labelgen departs from the published rules by default (``min_inside=0.5``; ``min_inside=0`` is the
+published behaviour): a grown region is also discarded when less than ``min_inside`` of its voxels lie inside
+the combined expert label. The size rule alone keeps a healthy-tissue region that leaks along the lesion
+(e.g. bone marrow next to a tumour that broke the cortex) as long as it is under ``max_ratio`` times the
+lesion; a tumour cluster's region, by contrast, lies mostly inside what the radiologists drew. On 10
+two-modality 128x128x16 phantoms with three simulated raters (``bench/label_quality.py``) this raised the
+mean Dice of the AI labels against the truth from 0.54 to 0.71 with the same cluster maps.
+
 ``mode="per_slice_2d"`` is the published variant: the same rules applied to each Z slice on its own (lesions
 and regions are 2D components of a slice). It is implemented with a 3x3x3 structuring element that has no
 neighbours across Z, so both modes share one code path.
@@ -65,6 +73,8 @@ class RefineParams:
         0 (published) = any voxel.
     max_ratio: a grown region with more than ``max_ratio * lesion voxels`` voxels is discarded (paper: 2);
         ``float("inf")`` disables the check.
+    min_inside: a grown region with less than this share of its voxels inside the combined expert label is
+        discarded, in [0, 1]; 0 = the published procedure (no such check); default 0.5 (see the module notes).
     connectivity: neighbourhood for lesions and regions, as in ``generate_binary_structure``: 3D: 1 = 6, 2 = 18,
         3 = 26 neighbours; per_slice_2d: 1 = 4, 2 or 3 = 8 neighbours.
     fill_holes: fill enclosed holes of the final label (3D cavities, or per slice in per_slice_2d).
@@ -80,6 +90,7 @@ class RefineParams:
     combine: str = "union"
     min_coverage: float = 0.0
     max_ratio: float = 2.0
+    min_inside: float = 0.5
     connectivity: int = 1
     fill_holes: bool = False
     closing_iterations: int = 0
@@ -107,6 +118,8 @@ class RefineParams:
             raise ValueError(f"min_coverage must be a number in [0, 1], got {self.min_coverage!r}")
         if not is_num(self.max_ratio) or not self.max_ratio > 0:  # NaN fails too
             raise ValueError(f"max_ratio must be a positive number, got {self.max_ratio!r}")
+        if not is_num(self.min_inside) or not 0.0 <= self.min_inside <= 1.0:
+            raise ValueError(f"min_inside must be a number in [0, 1], got {self.min_inside!r}")
         if not is_int(self.connectivity) or self.connectivity not in (1, 2, 3):
             raise ValueError(f"connectivity must be 1, 2 or 3, got {self.connectivity!r}")
         if not isinstance(self.fill_holes, bool | np.bool_):
@@ -210,7 +223,7 @@ def _check_cluster_map(cluster_map: Any) -> np.ndarray:
 
 
 def _refine_lesion(cmap: np.ndarray, lesion_ids: np.ndarray, index: int, box: tuple[slice, ...],
-                   params: RefineParams, structure: np.ndarray, reach: np.ndarray,
+                   params: RefineParams, structure: np.ndarray, reach: np.ndarray, combined: np.ndarray,
                    out: np.ndarray) -> LesionReport:
     lesion = lesion_ids[box] == index
     n_les = int(lesion.sum())
@@ -228,7 +241,8 @@ def _refine_lesion(cmap: np.ndarray, lesion_ids: np.ndarray, index: int, box: tu
     for c in candidates:
         voxels = np.argwhere(lesion & (sub == c)) + lo
         regions.extend(grow_regions(cmap, c, voxels, box, limit, structure, reach, out, rng,
-                                    one_seed=params.seeds_per_cluster == "one"))
+                                    one_seed=params.seeds_per_cluster == "one", inside=combined,
+                                    min_inside=params.min_inside))
     bbox = tuple((s.start, s.stop) for s in box)
     return LesionReport(index, n_les, bbox, cluster_voxels, candidates, limit, tuple(regions))
 
@@ -273,9 +287,10 @@ def refine_label(cluster_map: np.ndarray, expert_labels: Sequence[np.ndarray],
                       for ax in range(3)])
     out = np.zeros(cmap.shape, dtype=bool)
     lesion_ids, n_lesions = ndi.label(combined, structure)
+    inside = combined.astype(bool)
     reports = []
     for index, box in enumerate(ndi.find_objects(lesion_ids), start=1):
         if box is not None:
-            reports.append(_refine_lesion(cmap, lesion_ids, index, box, params, structure, reach, out))
+            reports.append(_refine_lesion(cmap, lesion_ids, index, box, params, structure, reach, inside, out))
     label = _postprocess(out, params, structure, reach)
     return RefineResult(label, combined, reports, int(n_lesions), params)

@@ -24,7 +24,8 @@ _FEW = 8  # up to this many components: per-component counts/writes; beyond: one
 class RegionReport:
     """One grown region: ``cluster`` id, the ``seed`` (x, y, z) it was grown from, its size ``n_voxels``, whether
     it was ``kept``, and whether the size is ``exact`` (False only for rejected regions, whose growth stops once
-    they are known to exceed the limit: n_voxels is then a lower bound).
+    they are known to exceed the limit: n_voxels is then a lower bound). ``inside``: the share of the region's
+    voxels inside the combined expert label, or None when it was rejected for its size before that was measured.
     """
 
     cluster: int
@@ -32,6 +33,14 @@ class RegionReport:
     n_voxels: int
     kept: bool
     exact: bool
+    inside: float | None = None
+
+    @property
+    def reason(self) -> str:
+        """``"kept"`` | ``"too_large"`` (over ``max_ratio`` x lesion) | ``"mostly_outside"`` (under ``min_inside``)."""
+        if self.kept:
+            return "kept"
+        return "too_large" if self.inside is None else "mostly_outside"
 
 
 def _one_per_label(ids: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -44,14 +53,15 @@ def _one_per_label(ids: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def grow_regions(cmap: np.ndarray, cluster: int, voxels: np.ndarray, box: tuple[slice, ...], limit: float,
                  structure: np.ndarray, reach: np.ndarray, out: np.ndarray, rng: np.random.Generator,
-                 one_seed: bool) -> list[RegionReport]:
+                 one_seed: bool, inside: np.ndarray | None = None, min_inside: float = 0.0) -> list[RegionReport]:
     """Grow regions of ``cmap == cluster`` from the cluster's voxels inside one lesion and write the kept ones
-    (at most ``limit`` voxels) into ``out``.
+    (at most ``limit`` voxels, and at least ``min_inside`` of them inside ``inside``) into ``out``.
 
     Args: ``cmap`` (X, Y, Z) integer cluster map; ``voxels`` (P, 3) int coordinates of the cluster's voxels in
     the lesion; ``box`` the lesion's bounding box (slices); ``structure`` 3x3x3 bool element; ``reach`` (3,)
     bool, axes the element connects (Z is False in per-slice mode, so boxes never grow along it); ``out``
-    (X, Y, Z) bool, updated in place; ``rng`` picks the seed voxels.
+    (X, Y, Z) bool, updated in place; ``rng`` picks the seed voxels; ``inside`` (X, Y, Z) bool combined expert
+    label, for each region's ``inside`` share (None: not measured, ``min_inside`` must then be 0).
 
     ``one_seed``: a single random voxel is the seed. Otherwise one random voxel of each component met in the
     first box is a seed; that reaches every piece of the cluster in the lesion with one seed per region.
@@ -77,6 +87,7 @@ def grow_regions(cmap: np.ndarray, cluster: int, voxels: np.ndarray, box: tuple[
             pending = voxels[_one_per_label(comp[tuple((voxels - lo).T)], rng)]
         pending_labs = comp[tuple((pending - lo).T)]
         sizes = _sizes(comp, mask, n_comp, np.unique(pending_labs))
+        inside_counts = None if inside is None else _sizes(comp, mask & inside[crop], n_comp, np.unique(pending_labs))
         touching = _touching(comp, n_comp, lo, hi, shape, reach)
         groups: dict[int, list[tuple[int, ...]]] = {}
         for s, lab in zip(pending.tolist(), pending_labs.tolist(), strict=True):
@@ -99,8 +110,11 @@ def grow_regions(cmap: np.ndarray, cluster: int, voxels: np.ndarray, box: tuple[
             elif not exact:
                 still.extend(group)  # may go on outside the box and still be small enough: look further
             else:
-                kept.append(lab)
-                reports.append(RegionReport(cluster, seed, n_vox, True, True))
+                share = None if inside_counts is None else float(inside_counts[lab] / n_vox)
+                keep = share is None or share >= min_inside
+                if keep:
+                    kept.append(lab)
+                reports.append(RegionReport(cluster, seed, n_vox, keep, True, share))
         view = out[crop]
         if len(kept) <= _FEW:
             for lab in kept:
@@ -119,13 +133,13 @@ def grow_regions(cmap: np.ndarray, cluster: int, voxels: np.ndarray, box: tuple[
 
 
 def _sizes(comp: np.ndarray, mask: np.ndarray, n_comp: int, wanted: np.ndarray) -> np.ndarray:
-    """Voxel counts per component label (int64, length n_comp + 1); only ``wanted`` labels are filled when
-    there are few of them (a count per component is cheaper than a histogram of the whole box)."""
+    """Voxel counts of ``mask`` per component label (int64, length n_comp + 1); only ``wanted`` labels are filled
+    when there are few of them (a count per component is cheaper than a histogram of the whole box)."""
     if len(wanted) > _FEW:
         return np.bincount(comp[mask], minlength=n_comp + 1)
     sizes = np.zeros(n_comp + 1, dtype=np.int64)
     for lab in wanted:
-        sizes[lab] = np.count_nonzero(comp == lab)
+        sizes[lab] = np.count_nonzero((comp == lab) & mask)
     return sizes
 
 

@@ -112,3 +112,23 @@ def test_bad_input_messages():
         metrics.volume_ml(a, (1.0, 0.0, 1.0))
     with pytest.raises(ValueError, match="ref has shape"):
         metrics.compare(a, np.zeros((4, 4, 3), np.uint8))
+
+
+def test_best_regions_keeps_regions_mostly_inside_the_truth():
+    from pipeline.core.metrics import best_regions
+
+    truth = np.zeros((12, 12, 4), np.uint8)
+    truth[2:8, 2:8, 1:3] = 1  # 72 voxels
+    cmap = np.zeros(truth.shape, np.int32)
+    cmap[2:8, 2:6, 1:3] = 1  # inside
+    cmap[2:8, 6:8, 1:3] = 2  # inside, then ...
+    cmap[2:8, 8:9, 1:3] = 2  # ... a little outside: 24 in, 12 out -> kept
+    cmap[8:12, 2:8, 1:3] = 3  # outside
+    cmap[2:3, 2:3, 1] = 4  # one voxel inside, its big cluster mostly outside -> dropped
+    cmap[0:2, :, :] = 4
+    got = best_regions(cmap, truth)
+    want = np.isin(cmap, (1, 2)) & (np.arange(12)[:, None, None] < 8)
+    np.testing.assert_array_equal(got, want)
+    assert not best_regions(cmap, np.zeros_like(truth)).any()
+    with pytest.raises(ValueError, match="shape"):
+        best_regions(cmap[:, :, :2], truth)

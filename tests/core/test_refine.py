@@ -15,12 +15,14 @@ def box(shape, lo, hi, dtype=np.uint8):
     return m
 
 
-def reference_refine(cmap, lesion_mask, max_ratio, connectivity=1, per_slice=False):
-    """Slow, independent version of the rule (every component of a candidate cluster touching the lesion)."""
+def reference_refine(cmap, lesion_mask, max_ratio, connectivity=1, per_slice=False, min_inside=0.0):
+    """Slow, independent version of the rules (every component of a candidate cluster touching the lesion, kept
+    when at most max_ratio x the lesion and at least min_inside of it inside the expert label)."""
     if per_slice:
         out = np.zeros(cmap.shape, bool)
         for z in range(cmap.shape[2]):
-            out[:, :, z] = reference_refine(cmap[:, :, z], lesion_mask[:, :, z], max_ratio, min(connectivity, 2))
+            out[:, :, z] = reference_refine(cmap[:, :, z], lesion_mask[:, :, z], max_ratio, min(connectivity, 2),
+                                            min_inside=min_inside)
         return out
     st = ndi.generate_binary_structure(cmap.ndim, connectivity)
     out = np.zeros(cmap.shape, bool)
@@ -31,7 +33,8 @@ def reference_refine(cmap, lesion_mask, max_ratio, connectivity=1, per_slice=Fal
             comp, _ = ndi.label(cmap == c, st)
             for lab in np.unique(comp[lesion]):
                 region = comp == lab
-                if region.sum() <= max_ratio * lesion.sum():
+                share = (region & lesion_mask.astype(bool)).sum() / region.sum()
+                if region.sum() <= max_ratio * lesion.sum() and share >= min_inside:
                     out |= region
     return out
 
@@ -50,19 +53,24 @@ def random_case(rng, shape=(24, 24, 6), n_clusters=6):
 
 @pytest.mark.parametrize("mode", ["3d", "per_slice_2d"])
 @pytest.mark.parametrize("connectivity", [1, 3])
-def test_matches_slow_reference_on_random_cases(mode, connectivity):
+@pytest.mark.parametrize("min_inside", [0.0, 0.5])
+def test_matches_slow_reference_on_random_cases(mode, connectivity, min_inside):
     rng = np.random.default_rng(11)
+    reasons = set()
     for _ in range(4):
         cmap, lesion = random_case(rng)
-        params = RefineParams(mode=mode, connectivity=connectivity, max_ratio=2.0)
+        params = RefineParams(mode=mode, connectivity=connectivity, max_ratio=2.0, min_inside=min_inside)
         res = refine_label(cmap, [lesion], params)
-        want = reference_refine(cmap, lesion, 2.0, connectivity, per_slice=mode == "per_slice_2d")
+        want = reference_refine(cmap, lesion, 2.0, connectivity, per_slice=mode == "per_slice_2d",
+                                min_inside=min_inside)
         np.testing.assert_array_equal(res.label, want.astype(np.uint8))
         assert res.n_kept_regions > 0 and res.n_rejected_regions > 0  # both branches exercised
+        reasons |= {r.reason for les in res.lesions for r in les.regions}
         # The published one-seed-per-cluster variant grows a subset of those regions.
-        one = refine_label(cmap, [lesion], RefineParams(mode=mode, connectivity=connectivity,
+        one = refine_label(cmap, [lesion], RefineParams(mode=mode, connectivity=connectivity, min_inside=min_inside,
                                                         seeds_per_cluster="one")).label
         assert not (one.astype(bool) & ~want).any()
+    assert reasons == ({"kept", "too_large", "mostly_outside"} if min_inside else {"kept", "too_large"})
 
 
 def test_region_grows_outside_lesion_and_reports_sizes():
@@ -147,7 +155,7 @@ def test_pieces_joined_far_outside_the_lesion_are_one_region():
     cmap[2:20, 11, 1] = 1  # A goes up to x = 2 (far outside the first box) ...
     cmap[2, 11:29, 1] = 1  # ... across ...
     cmap[2:20, 28, 1] = 1  # ... and down into B
-    res = refine_label(cmap, [lesion])
+    res = refine_label(cmap, [lesion], RefineParams(min_inside=0))
     regions = [r for r in res.lesions[0].regions if r.cluster == 1]
     assert len(regions) == 1 and regions[0].kept and regions[0].n_voxels == int((cmap == 1).sum())
     np.testing.assert_array_equal(res.label, (cmap == 1).astype(np.uint8))
@@ -160,11 +168,31 @@ def test_connectivity_6_vs_26():
     cmap[8:20, 8:20, 3] = 1  # 144 voxels touching the lesion's cluster only at a corner (7,7,2)-(8,8,3)
     six = refine_label(cmap, [lesion], RefineParams(connectivity=1))
     np.testing.assert_array_equal(six.label, lesion)
-    twenty_six = refine_label(cmap, [lesion], RefineParams(connectivity=3))
+    twenty_six = refine_label(cmap, [lesion], RefineParams(connectivity=3, min_inside=0))
     assert not twenty_six.label[4:8, 4:8, 2].any()  # region = 160 voxels > 2 * 16, rejected
     assert twenty_six.lesions[0].rejected_sizes[0] >= 33
-    big = refine_label(cmap, [lesion], RefineParams(connectivity=3, max_ratio=10))
+    big = refine_label(cmap, [lesion], RefineParams(connectivity=3, max_ratio=10, min_inside=0))
     np.testing.assert_array_equal(big.label, (cmap == 1).astype(np.uint8))
+
+
+def test_region_mostly_outside_the_expert_label_is_dropped():
+    """The marrow case: a healthy cluster touching the lesion runs along outside it, under max_ratio x lesion."""
+    cmap = np.zeros(SHAPE, np.int32)
+    lesion = box(SHAPE, (10, 10, 2), (16, 16, 5))  # 108 voxels, limit 216
+    cmap[10:16, 10:16, 2:5] = 1  # tumour cluster: the lesion itself
+    cmap[11:13, 11:13, 2:5] = 2  # healthy cluster: 12 voxels inside the lesion ...
+    cmap[11:13, 13:32, 2:5] = 2  # ... running on outside it: 2 x 21 x 3 = 126 voxels, 30 of them inside
+    res = refine_label(cmap, [lesion])  # default min_inside 0.5
+    by_cluster = {r.cluster: r for r in res.lesions[0].regions}
+    assert by_cluster[2].n_voxels == 126 and by_cluster[2].inside == pytest.approx(30 / 126)
+    assert (by_cluster[2].kept, by_cluster[2].reason) == (False, "mostly_outside")
+    assert (by_cluster[1].kept, by_cluster[1].inside) == (True, 1.0)
+    np.testing.assert_array_equal(res.label, (cmap == 1).astype(np.uint8))
+    published = refine_label(cmap, [lesion], RefineParams(min_inside=0))
+    np.testing.assert_array_equal(published.label, (cmap > 0).astype(np.uint8))  # 126 <= 216: kept
+    # The threshold is inclusive: a region with exactly min_inside of it inside is kept.
+    exactly = refine_label(cmap, [lesion], RefineParams(min_inside=30 / 126))
+    assert exactly.lesions[0].status == "ok" and exactly.n_kept_regions == 2
 
 
 def test_empty_expert_label_gives_empty_label():
@@ -236,7 +264,7 @@ def test_property_no_kept_region_exceeds_max_ratio_of_a_lesion():
     for max_ratio in [0.5, 1.0, 2.0, 4.0, 8.0]:
         cmap, lesion = random_case(rng, n_clusters=8)
         cmap = (cmap.astype(np.uint16) * 1000 + 7)  # large, sparse ids work
-        res = refine_label(cmap, [lesion], RefineParams(max_ratio=max_ratio, connectivity=2))
+        res = refine_label(cmap, [lesion], RefineParams(max_ratio=max_ratio, connectivity=2, min_inside=0))
         st = ndi.generate_binary_structure(3, 2)
         les_ids, _ = ndi.label(lesion, st)
         les_sizes = np.bincount(les_ids.ravel())
