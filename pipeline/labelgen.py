@@ -59,10 +59,7 @@ def check_clustering_inputs(dataset, config):
 
 
 def run_clustering(run, ctx):
-    values = {k: v for k, v in run.config.items() if k != "preset"}
-    # Runs configured before body_only existed trained on every voxel; a redelivered one must resume alike.
-    values.setdefault("body_only", False)
-    config = ClusteringConfig.from_dict(values)
+    config = ClusteringConfig.from_dict({k: v for k, v in run.config.items() if k != "preset"})
     device = resolve_device(config.device)
     run.update_fields(device=describe_device(device))
     modalities = check_clustering_inputs(run.dataset, config)

@@ -14,12 +14,6 @@ Where this deliberately improves on a literal port:
   every channel of every modality (no colour-modulo collisions);
 * no host synchronisation per step: losses and the set of cluster ids in use accumulate on the device and
   are read once per epoch;
-* the loss counts body voxels only (``body_only``, on by default; :func:`body_mask`): Kanezaki's images are
-  all subject, but about half of an MRI volume is air, and air then took about half of the clusters (4 of 8
-  on the fast preset's phantoms) and the tumour's enhancing rim shared one with oedema or muscle. Trained on
-  the body only, the rim's cluster took in 2.8k oedema voxels instead of 9.9k and the best label step 2
-  could build from the clusters rose from Dice 0.75 to 0.78 (10 phantoms, ``bench/label_quality.py``).
-  Air still gets cluster ids in the output maps; step 2 only grows regions from clusters inside lesions;
 * the cluster count is measured on the VAL cases in eval mode, i.e. what :meth:`ClusteringTrainer.predict`
   will produce, and ``min_clusters`` (Kanezaki's ``minLabels``) can stop the run; the epoch that falls to
   ``min_clusters`` is not kept as "best" even though its VAL loss is lowest (the self-labelling loss keeps
@@ -47,12 +41,12 @@ import torch
 
 from .checkpoints import atomic_save, epoch_seed
 from .clustering_config import ClusteringConfig
-from .clustering_model import ClusteringLoss, ClusterNet, body_mask, make_augmentation
+from .clustering_model import ClusteringLoss, ClusterNet, make_augmentation
 from .device import resolve_device
 from .preprocess import GridSpec, check_fits, from_model_grid, to_model_grid
 
 __all__ = [
-    "ClusteringConfig", "ClusterNet", "ClusteringLoss", "body_mask", "make_augmentation", "EpochStats", "FitResult",
+    "ClusteringConfig", "ClusterNet", "ClusteringLoss", "make_augmentation", "EpochStats", "FitResult",
     "ClusteringTrainer", "validate_cases",
 ]
 
@@ -184,9 +178,6 @@ class ClusteringTrainer:
         for i in range(0, len(order), self.config.batch_size):
             yield data[order[i:i + self.config.batch_size]].to(self.device, non_blocking=True)
 
-    def _body(self, xb: torch.Tensor) -> torch.Tensor | None:
-        return body_mask(xb, self.config.body_threshold) if self.config.body_only else None
-
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp)
 
@@ -302,7 +293,7 @@ class ClusteringTrainer:
             if aug is not None:  # one draw per case, shared by its modalities (channels)
                 xb = torch.stack([_plain(aug({"image": case})["image"]) for case in xb])
             with self._autocast():
-                total, ce, cont = self.loss_fn(self.model(xb), self._body(xb))
+                total, ce, cont = self.loss_fn(self.model(xb))
             opt.zero_grad(set_to_none=True)
             scaler.scale(total).backward()
             scaler.step(opt)
@@ -319,10 +310,8 @@ class ClusteringTrainer:
         for xb in self._batches(x_val, torch.arange(len(x_val))):
             with self._autocast():
                 out = self.model(xb)
-                body = self._body(xb)
-                total, ce, cont = self.loss_fn(out, body)
-            ids = out.argmax(dim=1)
-            presence.index_fill_(0, (ids if body is None else ids[body]).flatten(), True)
+                total, ce, cont = self.loss_fn(out)
+            presence.index_fill_(0, out.argmax(dim=1).flatten(), True)
             sums += torch.stack([total, ce, cont]).float() * len(xb)
         return sums, presence
 

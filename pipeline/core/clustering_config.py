@@ -37,9 +37,6 @@ class ClusteringConfig:
         device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         amp: mixed precision (float16 autocast + GradScaler); used on CUDA only.
         augment: random flip + affine augmentation of training cases.
-        body_only: the loss counts only voxels of the body (not air); see :func:`body_mask`. Not in the paper,
-            on by default (see :mod:`pipeline.core.clustering`).
-        body_threshold: z-normalised intensity above which (in any modality) a voxel is body.
     """
 
     height: int = 512
@@ -58,8 +55,6 @@ class ClusteringConfig:
     device: str = "auto"
     amp: bool = True
     augment: bool = True
-    body_only: bool = True
-    body_threshold: float = 0.0
 
     def __post_init__(self) -> None:
         problems = []
@@ -77,7 +72,6 @@ class ClusteringConfig:
             ("mu", lambda v: v >= 0, ">= 0"),
             ("lr", lambda v: v > 0, "> 0"),
             ("momentum", lambda v: 0 <= v < 1, "in [0, 1)"),
-            ("body_threshold", lambda v: -10 <= v <= 10, "in [-10, 10]"),
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
@@ -86,7 +80,7 @@ class ClusteringConfig:
                 problems.append(f"{name} must be {rule}, got {value!r}")
             else:
                 setattr(self, name, float(value))
-        for name in ("amp", "augment", "body_only"):
+        for name in ("amp", "augment"):
             if not isinstance(getattr(self, name), bool):
                 problems.append(f"{name} must be true or false, got {getattr(self, name)!r}")
         if not isinstance(self.device, str) or not _DEVICE_RE.match(self.device.strip().lower()):

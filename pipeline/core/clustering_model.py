@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from monai.transforms import Compose, RandAffined, RandFlipd
 from torch import nn
 
-__all__ = ["ClusterNet", "ClusteringLoss", "body_mask", "make_augmentation"]
+__all__ = ["ClusterNet", "ClusteringLoss", "make_augmentation"]
 
 
 class ClusterNet(nn.Module):
@@ -58,17 +58,6 @@ class ClusterNet(nn.Module):
         return y.reshape(b, m * self.n_channels, *x.shape[2:])
 
 
-def body_mask(x: torch.Tensor, threshold: float) -> torch.Tensor:
-    """Voxels of the body: any modality above ``threshold`` (z-normalised units), grown by one voxel.
-
-    ``x`` ``(B, M, H, W, D)`` -> bool ``(B, H, W, D)``. Air with noise lies around -0.5 after z-normalisation
-    and every tissue is above 0 in at least one of two usual MRI contrasts; the one-voxel growth takes in thin
-    dark structures (cortical bone) lying against tissue.
-    """
-    fg = (x > threshold).any(dim=1, keepdim=True).to(x.dtype)
-    return F.max_pool3d(fg, kernel_size=3, stride=1, padding=1)[:, 0] > 0
-
-
 class ClusteringLoss(nn.Module):
     """Self-labelling cross-entropy + ``mu`` x spatial continuity.
 
@@ -76,9 +65,7 @@ class ClusteringLoss(nn.Module):
     ``continuity``: sum over the three spatial axes of the mean absolute difference between neighbouring
     voxels of the response (Kanezaki's L1 "HPy/HPz" term, extended to 3D); axes of size 1 are skipped.
 
-    ``forward(response, mask=None)`` with response ``(B, K, H, W, D)`` returns ``(total, ce, continuity)``,
-    scalars. ``mask`` (bool ``(B, H, W, D)``): only these voxels count (the CE over masked voxels, the
-    continuity over neighbour pairs with both voxels masked); None = every voxel (Kanezaki).
+    ``forward(response)`` with response ``(B, K, H, W, D)`` returns ``(total, ce, continuity)``, scalars.
     """
 
     def __init__(self, mu: float = 1.0) -> None:
@@ -87,12 +74,9 @@ class ClusteringLoss(nn.Module):
             raise ValueError(f"ClusteringLoss: mu must be a finite number >= 0, got {mu!r}")
         self.mu = float(mu)
 
-    def forward(self, response: torch.Tensor,
-                mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, response: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if response.ndim != 5:
             raise ValueError(f"ClusteringLoss expects (B, K, H, W, D), got shape {tuple(response.shape)}")
-        if mask is not None:
-            return self._masked(response, mask)
         target = response.detach().argmax(dim=1)
         ce = F.cross_entropy(response, target)
         continuity = response.new_zeros((), dtype=torch.float32)
@@ -100,23 +84,6 @@ class ClusteringLoss(nn.Module):
             if response.shape[axis] > 1:
                 # fp16 reductions accumulate in fp32 on CUDA already; avoid a full fp32 copy
                 continuity = continuity + response.diff(dim=axis).abs().mean().float()
-        return ce + self.mu * continuity, ce, continuity
-
-    def _masked(self, response: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        if mask.shape != response.shape[:1] + response.shape[2:]:
-            raise ValueError(f"ClusteringLoss: mask shape {tuple(mask.shape)} does not match response "
-                             f"{tuple(response.shape)} without its channel axis")
-        weight = mask.to(torch.float32)
-        # Divisions by clamp(min=1): an all-air batch gives a zero loss rather than NaN.
-        ce_map = F.cross_entropy(response, response.detach().argmax(dim=1), reduction="none").float()
-        ce = (ce_map * weight).sum() / weight.sum().clamp(min=1)
-        continuity = response.new_zeros((), dtype=torch.float32)
-        for axis in (2, 3, 4):
-            n = response.shape[axis]
-            if n > 1:
-                pair = weight.narrow(axis - 1, 0, n - 1) * weight.narrow(axis - 1, 1, n - 1)
-                diff = response.diff(dim=axis).abs().float().mean(dim=1)
-                continuity = continuity + (diff * pair).sum() / pair.sum().clamp(min=1)
         return ce + self.mu * continuity, ce, continuity
 
 

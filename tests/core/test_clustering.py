@@ -13,11 +13,9 @@ from pipeline.core.clustering import (
     ClusteringLoss,
     ClusteringTrainer,
     ClusterNet,
-    body_mask,
     make_augmentation,
     validate_cases,
 )
-from pipeline.core.preprocess import GridSpec, to_model_grid
 
 SHAPE = (32, 32, 8)
 
@@ -126,10 +124,6 @@ def test_config_from_dict_refuses_unknown_keys_and_bad_values():
         ClusteringConfig.from_dict({"n_channels": 0})
     with pytest.raises(ValueError, match="mu must be a number"):
         ClusteringConfig.from_dict({"mu": True})
-    with pytest.raises(ValueError, match="body_only must be true or false"):
-        ClusteringConfig.from_dict({"body_only": 1})
-    with pytest.raises(ValueError, match="body_threshold must be in"):
-        ClusteringConfig.from_dict({"body_threshold": 50})
 
 
 def test_validate_cases_messages():
@@ -173,61 +167,15 @@ def test_fit_decreases_loss_reports_clusters_and_is_reproducible():
     assert _strip(other.history) != _strip(res.history)
 
 
-@pytest.mark.parametrize("body_only", [False, True])
-def test_n_clusters_counts_distinct_val_predictions_of_the_held_weights(body_only):
+def test_n_clusters_counts_distinct_val_predictions_of_the_held_weights():
     train, val = _data()
-    trainer = ClusteringTrainer(_config(batch_size=1, body_only=body_only))
+    trainer = ClusteringTrainer(_config(batch_size=1))
     res = trainer.fit(train, val)
     ids = set()
     for case in val:
-        pred = trainer.predict(case)  # grid == case shape: no resampling
-        if body_only:  # only the body's clusters are counted
-            x, _ = to_model_grid(case, GridSpec(*SHAPE))
-            pred = pred[body_mask(torch.from_numpy(x)[None], 0.0)[0].numpy()]
-        ids |= set(np.unique(pred).tolist())
+        ids |= set(np.unique(trainer.predict(case)).tolist())  # grid == case shape: no resampling
     assert len(ids) == res.history[res.best_epoch - 1].n_clusters
     assert max(ids) < 2 * 4
-
-
-def test_body_mask_is_any_modality_above_threshold_grown_by_one_voxel():
-    x = torch.full((1, 2, 12, 12, 5), -0.5)
-    x[0, 0, 4:6, 4:6, 2] = 1.0  # body seen in modality 0 only ...
-    x[0, 1, 8, 8, 2] = 0.3  # ... and in modality 1 only
-    got = body_mask(x, 0.0)[0].numpy()
-    seeds = np.zeros((12, 12, 5), bool)
-    seeds[4:6, 4:6, 2] = seeds[8, 8, 2] = True
-    np.testing.assert_array_equal(got, ndimage.binary_dilation(seeds, np.ones((3, 3, 3), bool)))
-    assert not body_mask(x, 2.0).any()
-
-
-def test_masked_loss_counts_only_body_voxels():
-    rng = np.random.default_rng(3)
-    r = torch.from_numpy(rng.normal(size=(2, 6, 5, 4, 3)).astype(np.float32))
-    loss = ClusteringLoss(mu=0.7)
-    everywhere = torch.ones((2, 5, 4, 3), dtype=torch.bool)
-    for a, b in zip(loss(r), loss(r, everywhere), strict=True):  # an all-body mask is the plain loss
-        assert a.item() == pytest.approx(b.item(), rel=1e-5)
-    mask = torch.zeros((2, 5, 4, 3), dtype=torch.bool)
-    mask[:, 1:4, 1:3, :] = True
-    changed = r.clone()
-    changed[:, :, 0] = 100.0  # outside the body: no effect
-    for a, b in zip(loss(r, mask), loss(changed, mask), strict=True):
-        assert a.item() == pytest.approx(b.item(), rel=1e-6)
-    # by hand: CE over masked voxels; continuity over pairs with both voxels masked
-    rn, m = r.numpy(), mask.numpy()
-    logp = rn - np.log(np.exp(rn).sum(axis=1, keepdims=True))
-    ce_map = -np.take_along_axis(logp, rn.argmax(axis=1)[:, None], axis=1)[:, 0]
-    want_ce = ce_map[m].mean()
-    want_cont = 0.0
-    for ax in (1, 2, 3):
-        pair = np.logical_and(np.delete(m, 0, axis=ax), np.delete(m, -1, axis=ax))
-        want_cont += np.abs(np.diff(rn, axis=ax + 1)).mean(axis=1)[pair].mean()
-    total, ce, cont = loss(r, mask)
-    assert (ce.item(), cont.item()) == (pytest.approx(want_ce, rel=1e-5), pytest.approx(want_cont, rel=1e-5))
-    assert total.item() == pytest.approx(want_ce + 0.7 * want_cont, rel=1e-5)
-    assert loss(r, torch.zeros_like(mask))[0].item() == 0.0  # all air: zero, not NaN
-    with pytest.raises(ValueError, match="mask shape"):
-        loss(r, mask[:, :, :, :2])
 
 
 class _Threshold(torch.nn.Module):
