@@ -4,6 +4,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
+from django.urls import reverse
 
 from pipeline.core.phantoms import write_phantom_dataset
 from pipeline.execution import execute
@@ -144,3 +145,17 @@ def test_resume_after_worker_death_continues_from_last_epoch(tiny):
     assert run.attempts == 2 and run.epochs_done == 4
     assert sorted(run.events.values_list("step", flat=True)) == [1, 2, 3, 4]
     assert run.cluster_maps.count() == 4
+
+
+def test_launch_form_passes_min_inside_to_the_refinement(tiny, client_for, admin_user):
+    c = client_for(admin_user)
+    url = reverse("pipeline:clustering_launch")
+    post = {"dataset": tiny["dataset"].pk, "preset": "fast", "refine": "on", "c_max_epochs": "2"}
+    bad = c.post(url, {**post, "r_min_inside": "1.5"})
+    assert bad.status_code == 400 and "min_inside must be a number in [0, 1]" in bad.content.decode()
+    assert not ClusteringRun.objects.exists() and not RefinementRun.objects.exists()
+    ok = c.post(url, {**post, "r_min_inside": "0.3"})
+    assert ok.status_code == 302
+    assert RefinementRun.objects.get().config["min_inside"] == 0.3
+    c.post(url, post)  # left blank: labelgen's default
+    assert RefinementRun.objects.latest("pk").config["min_inside"] == 0.5
