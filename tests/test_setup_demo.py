@@ -1,0 +1,52 @@
+"""The README's first command runs ``setup_demo``: every part of the demo is built, once."""
+
+import io
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+
+from accounts.roles import can
+from evaluation.models import Study, Vote
+from pipeline.management.commands.setup_demo import DEMO_DATASET, OPEN_STUDY, SIMULATED_STUDY
+from pipeline.models import ComparisonRun, Dataset, Label, RefinementRun
+
+pytestmark = pytest.mark.django_db
+
+
+def _counts():
+    return (Dataset.objects.count(), RefinementRun.objects.count(), ComparisonRun.objects.count(),
+            Study.objects.count(), Vote.objects.count(), Label.objects.filter(source="ai").count())
+
+
+def test_setup_demo_builds_users_data_runs_and_studies_once(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.VAR_DIR = tmp_path
+    out = io.StringIO()
+    call_command("setup_demo", cases=6, clustering_epochs=2, unet_epochs=1, stdout=out)
+    users = {u.username: u for u in get_user_model().objects.all()}
+    assert can(users["admin"], "run") and can(users["coordinator"], "coordinate") and can(users["reader1"], "vote")
+    assert not can(users["reader1"], "coordinate")
+    assert "reader1-demo-pass" in out.getvalue()  # the logins are printed
+
+    dataset = Dataset.objects.get(name=DEMO_DATASET)
+    assert dataset.cases.count() == 6
+    refinement = RefinementRun.objects.get(dataset=dataset)
+    assert refinement.status == "succeeded" and refinement.config["min_inside"] == 0.5
+    assert Label.objects.filter(case__dataset=dataset, source="ai", run=refinement).count() == 6
+    comparison = ComparisonRun.objects.get(dataset=dataset)
+    assert comparison.status == "succeeded" and comparison.arms_runs.count() == 2
+
+    open_study = Study.objects.get(title=OPEN_STUDY)
+    assert open_study.status == Study.Status.OPEN
+    readers = {a.reader.username for a in open_study.assignments.filter(preview=False)}
+    assert readers == {"reader1", "reader2"}
+    assert all(a.items.exists() for a in open_study.assignments.all())
+    closed = Study.objects.get(title=SIMULATED_STUDY)
+    assert closed.status == Study.Status.CLOSED
+    items = sum(a.items.count() for a in closed.assignments.filter(preview=False))
+    assert items > 0 and Vote.objects.filter(item__assignment__study=closed).count() == items
+
+    before = _counts()
+    call_command("setup_demo", cases=6, clustering_epochs=2, unet_epochs=1, stdout=io.StringIO())
+    assert _counts() == before  # idempotent: nothing is made twice
