@@ -6,9 +6,10 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
+from pipeline.core.nifti import load_volume
 from pipeline.core.phantoms import write_phantom_dataset
 from pipeline.execution import execute
-from pipeline.labelgen import run_clustering
+from pipeline.labelgen import run_clustering, run_refinement
 from pipeline.models import Case, ClusteringRun, ClusterMap, Dataset, Label, LabelQA, RefinementRun
 
 pytestmark = pytest.mark.django_db
@@ -159,3 +160,19 @@ def test_launch_form_passes_min_inside_to_the_refinement(tiny, client_for, admin
     assert RefinementRun.objects.get().config["min_inside"] == 0.3
     c.post(url, post)  # left blank: labelgen's default
     assert RefinementRun.objects.latest("pk").config["min_inside"] == 0.5
+
+
+def test_a_run_configured_before_min_inside_keeps_the_published_rules(tiny):
+    call_command("generate_labels", dataset="tiny", config=tiny["config"])
+    clustering = ClusteringRun.objects.get()
+
+    def refine(config):
+        run = RefinementRun.objects.create(dataset=tiny["dataset"], clustering_run=clustering, config=config)
+        assert execute(run.pk, run_refinement) == "succeeded"
+        return {lab.case_id: load_volume(lab.path, kind="label").data for lab in Label.objects.filter(run=run)}
+
+    old_style = {k: v for k, v in RefinementRun.objects.get().config.items() if k != "min_inside"}
+    published, default, old = (refine({**old_style, "min_inside": 0.0}), refine({**old_style, "min_inside": 0.5}),
+                               refine(old_style))
+    assert any(not np.array_equal(published[c], default[c]) for c in published)  # the rule matters here
+    assert all(np.array_equal(old[c], published[c]) for c in published)

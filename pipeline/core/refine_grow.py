@@ -86,8 +86,9 @@ def grow_regions(cmap: np.ndarray, cluster: int, voxels: np.ndarray, box: tuple[
         if pending is None:
             pending = voxels[_one_per_label(comp[tuple((voxels - lo).T)], rng)]
         pending_labs = comp[tuple((pending - lo).T)]
-        sizes = _sizes(comp, mask, n_comp, np.unique(pending_labs))
-        inside_counts = None if inside is None else _sizes(comp, mask & inside[crop], n_comp, np.unique(pending_labs))
+        wanted = np.unique(pending_labs)
+        sizes = _sizes(comp, mask, n_comp, wanted)
+        inside_counts = None if inside is None else _sizes(comp, mask & inside[crop], n_comp, wanted)
         touching = _touching(comp, n_comp, lo, hi, shape, reach)
         groups: dict[int, list[tuple[int, ...]]] = {}
         for s, lab in zip(pending.tolist(), pending_labs.tolist(), strict=True):
