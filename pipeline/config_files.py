@@ -53,6 +53,14 @@ def clustering_config(preset="fast", overrides=None, device=None):
         raise ConfigError(str(exc)) from None
 
 
+# Where a refinement run's default differs from RefineParams' (the published procedure). combine: the run
+# unites each rater's modality labels first, so this only merges raters; with one rater it changes nothing.
+# On 10 phantoms with 3 simulated raters STAPLE across raters gave AI labels of Dice 0.84-0.89 against the
+# truth where the union of everything gave 0.77-0.83 (same cluster maps; the union holds every rater's
+# over-drawing, which lets oedema clusters in).
+REFINE_RUN_DEFAULTS = {"combine": "staple"}
+
+
 def refine_config(overrides=None):
     """The refinement run's config: RefineParams fields + ``expert_rater`` (empty = every rater's labels) +
     ``splits`` (cases to label; empty = all). Validated; returns a JSON-ready dict."""
@@ -65,7 +73,7 @@ def refine_config(overrides=None):
     if bad:
         raise ConfigError(f"unknown split(s) {', '.join(bad)}; use TRAIN, VAL, TEST")
     try:
-        params = RefineParams.from_dict(overrides)
+        params = RefineParams.from_dict({**REFINE_RUN_DEFAULTS, **overrides})
     except (TypeError, ValueError) as exc:
         raise ConfigError(str(exc)) from None
     return {**params.to_dict(), "expert_rater": rater, "splits": splits}

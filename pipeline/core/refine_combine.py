@@ -8,6 +8,9 @@ Methods (``combine_labels(labels, method)``):
 - ``"staple"``: binary STAPLE (Warfield, Zou & Wells 2004, IEEE TMI 23(7)): EM estimate of each rater's
   sensitivity and specificity and of the hidden true segmentation; consensus is ``P(true = 1) >= 0.5``.
 
+``combine_raters(labels, raters, method)`` first unites each rater's labels (one outline drawn on several
+modalities, as published), then combines the raters with ``method``.
+
 All labels are ``(X, Y, Z)`` (any shape, all equal) arrays of 0/1 (uint8 or bool); results are uint8 0/1.
 No Django imports: usable from a notebook.
 """
@@ -188,3 +191,30 @@ def combine_labels(labels: Sequence[np.ndarray], method: str = "union") -> np.nd
     else:  # majority: 2 * votes > R keeps it in integers (no float rounding at exactly half)
         out = 2 * stack.sum(axis=0, dtype=np.int32) > stack.shape[0]
     return out.astype(np.uint8)
+
+
+def combine_raters(labels: Sequence[np.ndarray], raters: Sequence[str] | None, method: str = "union") -> np.ndarray:
+    """Combine labels drawn by several raters, each possibly on several modalities, into one uint8 0/1 mask.
+
+    A rater's labels are united first: they are one rater's outline of the lesion, seen on each modality (the
+    published procedure unites the modalities). ``method`` then combines the raters (see
+    :func:`combine_labels`); with a single rater the result is that rater's union whatever ``method`` is.
+    ``raters=None`` treats every label as a separate rater (``combine_labels(labels, method)``).
+
+    Why not combine the modality labels with the raters: a consensus method such as STAPLE or majority then
+    reads one rater's t1 and t2 outlines as two raters who disagree, and with a single rater keeps only their
+    intersection.
+    """
+    if raters is None:
+        return combine_labels(labels, method)
+    if len(raters) != len(labels):
+        raise ValueError(f"raters names {len(raters)} raters for {len(labels)} labels; give one name per label")
+    if method not in COMBINE_METHODS:
+        raise ValueError(f"method must be one of {COMBINE_METHODS}, got {method!r}")
+    stack = as_label_stack(labels)
+    names = list(dict.fromkeys(raters))
+    per_rater = [stack[[i for i, r in enumerate(raters) if r == name]].any(axis=0) for name in names]
+    if len(per_rater) == 1:
+        return per_rater[0].astype(np.uint8)
+    return combine_labels(per_rater, method)
+

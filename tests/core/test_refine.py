@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from pipeline.core.refine import RefineParams, combine_labels, refine_label, staple
+from pipeline.core.refine import RefineParams, combine_labels, combine_raters, refine_label, staple
 
 SHAPE = (32, 32, 8)
 
@@ -408,3 +408,34 @@ def test_bad_inputs_have_clear_messages():
         refine_label(cmap, lab)
     with pytest.raises(ValueError, match="empty"):
         refine_label(cmap, [])
+
+
+def test_combine_raters_unites_each_raters_modalities_first():
+    inner = box(SHAPE, (10, 10, 3), (14, 14, 5))
+    t1_r1, t2_r1 = box(SHAPE, (10, 10, 3), (14, 16, 5)), box(SHAPE, (10, 8, 3), (14, 14, 5))  # r1: 2 outlines
+    r2, r3 = inner, box(SHAPE, (9, 9, 3), (15, 15, 6))
+    r1 = np.maximum(t1_r1, t2_r1)
+    labels, raters = [t1_r1, t2_r1, r2, r3], ["r1", "r1", "r2", "r3"]
+    for method in ("majority", "staple", "union", "intersection"):
+        np.testing.assert_array_equal(combine_raters(labels, raters, method), combine_labels([r1, r2, r3], method))
+    # one rater: their union whatever the method (a consensus of t1 vs t2 would keep only the overlap)
+    for method in ("majority", "staple", "intersection"):
+        np.testing.assert_array_equal(combine_raters([t1_r1, t2_r1], ["r1", "r1"], method), r1)
+    assert combine_labels([t1_r1, t2_r1], "intersection").sum() < r1.sum()
+    np.testing.assert_array_equal(combine_raters(labels, None, "majority"), combine_labels(labels, "majority"))
+    with pytest.raises(ValueError, match="raters names 2 raters for 4 labels"):
+        combine_raters(labels, ["r1", "r2"], "union")
+    with pytest.raises(ValueError, match="method must be one of"):
+        combine_raters(labels, raters, "vote")
+
+
+def test_refine_label_with_rater_names():
+    cmap = np.zeros(SHAPE, np.int32)
+    cmap[10:14, 10:14, 3:5] = 2
+    core = box(SHAPE, (10, 10, 3), (14, 14, 5))
+    stray = box(SHAPE, (25, 25, 6), (27, 27, 7))
+    # r3 drew a stray blob on its t2 only; STAPLE across raters drops it, r1's two outlines are kept united
+    labels = [core, core, core, np.maximum(core, stray)]
+    res = refine_label(cmap, labels, RefineParams(combine="staple"), raters=["r1", "r1", "r2", "r3"])
+    np.testing.assert_array_equal(res.combined, core)
+    assert res.n_lesions == 1 and res.label.sum() == core.sum()
