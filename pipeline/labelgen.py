@@ -10,6 +10,7 @@ from .core.device import describe_device, peak_memory_mb, resolve_device
 from .core.metrics import compare
 from .core.nifti import load_volume
 from .core.refine import RefineParams, refine_label
+from .core.refine_combine import combine_raters
 from .execution import Cancelled, run_dir
 from .models import Case, ClusterMap, Label, LabelQA
 from .storage import StagedVolumes
@@ -38,13 +39,19 @@ def load_images(case, modalities):
 
 
 def check_clustering_inputs(dataset, config):
-    """Refuse, before any training, a dataset without TRAIN or VAL cases or with cases too small."""
+    """Refuse, before any training, a dataset without TRAIN or VAL cases, with cases too small, or (when the
+    kept epoch is chosen by the VAL labels) without an expert label on any VAL case."""
     modalities = case_modalities(dataset)
     splits = set(Case.objects.filter(dataset=dataset).values_list("split", flat=True))
     for split in ("TRAIN", "VAL"):
         if split not in splits:
             raise DatasetNotReady(f"dataset {dataset.name} has no {split} cases; clustering trains on TRAIN and "
                                   "stops early on VAL")
+    if config.keep_epoch_by == "val_labels" and not Label.objects.filter(
+            case__dataset=dataset, case__split="VAL", source=Label.Source.EXPERT).exists():
+        raise DatasetNotReady(f"dataset {dataset.name}: keep_epoch_by 'val_labels' needs expert labels on VAL "
+                              "cases, and none has one; import rough labels for a VAL case or set keep_epoch_by "
+                              "to 'val_loss'")
     from .core.preprocess import GridSpec, check_fits
 
     grid = GridSpec(config.height, config.width, config.depth)
@@ -63,11 +70,20 @@ def run_clustering(run, ctx):
     device = resolve_device(config.device)
     run.update_fields(device=describe_device(device))
     modalities = check_clustering_inputs(run.dataset, config)
-    cases = list(Case.objects.filter(dataset=run.dataset).prefetch_related("images").order_by("external_id"))
+    cases = list(Case.objects.filter(dataset=run.dataset).prefetch_related("images", "labels")
+                 .order_by("external_id"))
     ctx.progress(0, f"loading {len(cases)} cases")
     images = {case.pk: load_images(case, modalities) for case in cases}
     train = [images[c.pk] for c in cases if c.split == "TRAIN"]
     val = [images[c.pk] for c in cases if c.split == "VAL"]
+    val_labels = None
+    if config.keep_epoch_by == "val_labels":  # only the choice of the kept epoch looks at them
+        # the raters' consensus, not their union: the union also holds what any one rater over-drew (oedema),
+        # and scoring against it favoured clusterings that merge the tumour with its oedema
+        val_labels = []
+        for case in (c for c in cases if c.split == "VAL"):
+            labels, masks = expert_masks(case)
+            val_labels.append(combine_raters(masks, [lab.rater for lab in labels], "majority") if masks else None)
 
     def on_epoch(stats):
         run.update_fields(epochs_done=stats.epoch)
@@ -79,7 +95,7 @@ def run_clustering(run, ctx):
 
     trainer = ClusteringTrainer(config)
     result = trainer.fit(train, val, checkpoint_dir=run_dir(run) / "checkpoints", on_epoch=on_epoch,
-                         should_stop=ctx.should_stop)
+                         should_stop=ctx.should_stop, val_labels=val_labels)
     for stats in result.history[: result.resumed_from]:
         ctx.event(stats.epoch, stats.to_dict())  # a previous attempt may have died before recording these
     if result.stopped_reason == "cancelled":
@@ -130,7 +146,7 @@ def run_refinement(run, ctx):
             ctx.progress(100 * i / len(cases), f"{case.external_id}: no expert label{' by ' + rater if rater else ''}; skipped")
             continue
         cluster_map = load_volume(maps[case.pk].path, kind="label").data.astype(np.int32)
-        result = refine_label(cluster_map, masks, params)
+        result = refine_label(cluster_map, masks, params, raters=[lab.rater for lab in labels])
         save_ai_label(run, case, result, labels, masks, rater)
         done += 1
         reasons = Counter(r.reason for les in result.lesions for r in les.regions)

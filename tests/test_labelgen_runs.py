@@ -34,6 +34,10 @@ def test_generate_labels_end_to_end_and_export(tiny, capsys):
     assert clustering.status == "succeeded" and clustering.epochs_done == 3 and clustering.best_epoch >= 1
     assert clustering.events.count() == 3
     assert {"train_loss", "val_loss", "n_clusters"} <= set(clustering.events.first().values)
+    # the fast preset keeps the epoch whose VAL clusters best rebuild the VAL cases' expert labels
+    agreement = [e.values["val_agreement"] for e in clustering.events.order_by("step")]
+    assert all(0 <= a <= 1 for a in agreement)
+    assert clustering.best_epoch == 1 + int(np.argmax(agreement))
     for cluster_map in ClusterMap.objects.select_related("case"):
         image = cluster_map.case.reference_image()
         stored = nib.load(cluster_map.path)
@@ -65,6 +69,9 @@ def test_bad_inputs_are_refused_before_training(tiny):
     case = Case.objects.filter(dataset=tiny["dataset"]).first()
     case.split = "VAL"
     case.save()
+    Label.objects.filter(case=case, source="expert").delete()  # the only VAL case now has no rough label
+    with pytest.raises(CommandError, match="keep_epoch_by 'val_labels' needs expert labels on VAL cases"):
+        call_command("train_clustering", dataset="tiny", config=tiny["config"])
     with pytest.raises(CommandError, match="too small"):
         call_command("train_clustering", dataset="tiny", preset="paper")
     case.images.filter(modality="t2").delete()

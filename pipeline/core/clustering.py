@@ -18,6 +18,8 @@ Where this deliberately improves on a literal port:
   will produce, and ``min_clusters`` (Kanezaki's ``minLabels``) can stop the run; the epoch that falls to
   ``min_clusters`` is not kept as "best" even though its VAL loss is lowest (the self-labelling loss keeps
   falling as clusters merge, so the lowest loss is often a collapsed clustering);
+* ``keep_epoch_by="val_labels"`` (the "fast" preset) keeps the epoch whose VAL cluster maps best rebuild the
+  VAL cases' expert labels from whole regions, instead of the lowest VAL loss; the weights never see a label;
 * float16 autocast + GradScaler on CUDA (fused SGD, so the scaler needs no per-step sync);
 * seeded runs: weights from ``seed``; case order and augmentation reseeded from ``(seed, epoch)`` each
   epoch, so a resumed run draws exactly what an uninterrupted one would (identical on CPU);
@@ -33,7 +35,6 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -42,88 +43,17 @@ import torch
 from .checkpoints import atomic_save, epoch_seed
 from .clustering_config import ClusteringConfig
 from .clustering_model import ClusteringLoss, ClusterNet, make_augmentation
+from .clustering_records import Case, EpochStats, FitResult, validate_cases, validate_val_labels
 from .device import resolve_device
-from .preprocess import GridSpec, check_fits, from_model_grid, to_model_grid
+from .metrics import best_regions, dice
+from .preprocess import GridSpec, from_model_grid, label_to_model_grid, to_model_grid
 
 __all__ = [
     "ClusteringConfig", "ClusterNet", "ClusteringLoss", "make_augmentation", "EpochStats", "FitResult",
-    "ClusteringTrainer", "validate_cases",
+    "ClusteringTrainer", "validate_cases", "validate_val_labels",
 ]
 
-Case = Sequence[np.ndarray]  # one array (X, Y, Z) per modality, all on one grid
 _FORMAT = "labelgen.clustering/1"
-
-
-@dataclass
-class EpochStats:
-    """One epoch: mean losses per case, cluster ids in use on VAL, wall time, whether VAL loss improved."""
-
-    epoch: int
-    train_loss: float
-    val_loss: float
-    n_clusters: int
-    seconds: float
-    best: bool
-    lr: float
-    train_ce: float = math.nan
-    train_continuity: float = math.nan
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass
-class FitResult:
-    """``stopped_reason``: ``"early_stopping"``, ``"max_epochs"``, ``"min_clusters"``, ``"diverged"`` (non-finite
-    loss) or ``"cancelled"``. ``resumed_from``: epochs restored from ``last.pt`` (0 for a fresh run)."""
-
-    history: list[EpochStats] = field(default_factory=list)
-    best_epoch: int = 0
-    best_val_loss: float = math.inf
-    stopped_reason: str = ""
-    resumed_from: int = 0
-
-    @property
-    def epochs(self) -> int:
-        return len(self.history)
-
-
-def validate_cases(train: Sequence[Case], val: Sequence[Case], config: ClusteringConfig) -> None:
-    """Raise ``ValueError`` before training: no TRAIN or no VAL cases, a case without modalities or with
-    differently shaped modalities, modality counts differing between cases, a case too small for the grid
-    (:func:`~pipeline.core.preprocess.check_fits`), or non-finite / non-numeric voxels. Messages name the case
-    as ``"TRAIN case 3"`` / ``"VAL case 0"`` (indices into the sequences given)."""
-    grid = GridSpec(config.height, config.width, config.depth)
-    if len(train) == 0:
-        raise ValueError("no TRAIN cases: clustering needs at least one training case")
-    if len(val) == 0:
-        raise ValueError("no VAL cases: clustering needs at least one validation case for early stopping")
-    n_mod = None
-    for split, cases in (("TRAIN", train), ("VAL", val)):
-        for i, case in enumerate(cases):
-            name = f"{split} case {i}"
-            if isinstance(case, np.ndarray) or len(case) == 0:
-                raise ValueError(f"{name}: expected a list of modality volumes, got "
-                                 f"{'an array' if isinstance(case, np.ndarray) else 'no modalities'}")
-            if n_mod is None:
-                n_mod = len(case)
-            elif len(case) != n_mod:
-                raise ValueError(f"{name} has {len(case)} modalities but TRAIN case 0 has {n_mod}; "
-                                 "every case needs the same modalities in the same order")
-            shapes = [np.shape(v) for v in case]
-            if any(s != shapes[0] for s in shapes):
-                raise ValueError(f"{name}: modality shapes differ {shapes}; modalities must share one grid")
-            try:
-                check_fits(shapes[0], grid)
-            except ValueError as exc:
-                raise ValueError(f"{name}: {exc}") from None
-            for m, v in enumerate(case):
-                v = np.asarray(v)
-                if not np.issubdtype(v.dtype, np.number) or np.issubdtype(v.dtype, np.complexfloating):
-                    raise ValueError(f"{name}: modality {m} has non-real dtype {v.dtype}")
-                if np.issubdtype(v.dtype, np.floating) and not np.isfinite(v).all():
-                    raise ValueError(f"{name}: modality {m} contains NaN or infinite values")
-
 
 
 def _plain(t: torch.Tensor) -> torch.Tensor:
@@ -155,12 +85,13 @@ class ClusteringTrainer:
     def _new_model(self) -> ClusterNet:
         with torch.random.fork_rng(devices=[]):  # seeded weights without touching the caller's RNG
             torch.manual_seed(self.config.seed)
-            model = ClusterNet(self.config.n_channels, self.config.n_conv)
+            model = ClusterNet(self.config.n_channels, self.config.n_conv, self.config.slice_kernel)
         return model.to(self.device)
 
-    def _prepare(self, cases: Sequence[Case], split: str) -> tuple[torch.Tensor, list]:
-        """Preprocess once: ``(N, M, H, W, D)`` float32 on the device (pinned host memory if it would not fit)."""
-        arrays, stats = [], []
+    def _prepare(self, cases: Sequence[Case], split: str) -> tuple[torch.Tensor, list, list]:
+        """Preprocess once: ``(N, M, H, W, D)`` float32 on the device (pinned host memory if it would not fit),
+        the fingerprint stats and the grid records."""
+        arrays, stats, records = [], [], []
         for i, case in enumerate(cases):
             try:
                 arr, record = to_model_grid(case, self.grid)
@@ -168,11 +99,12 @@ class ClusteringTrainer:
                 raise ValueError(f"{split} case {i}: {exc}") from None
             arrays.append(torch.from_numpy(arr))
             stats.append([list(record.original_shape), list(record.means), list(record.stds)])
+            records.append(record)
         data = torch.stack(arrays)
         if self.device.type == "cuda":
             free, _ = torch.cuda.mem_get_info(self.device)
             data = data.to(self.device) if data.nbytes < 0.25 * free else data.pin_memory()
-        return data, stats
+        return data, stats, records
 
     def _batches(self, data: torch.Tensor, order: torch.Tensor):
         for i in range(0, len(order), self.config.batch_size):
@@ -184,23 +116,31 @@ class ClusteringTrainer:
     # -------------------------------------------------------------------------------------------- fit
     def fit(self, train: Sequence[Case], val: Sequence[Case], *, checkpoint_dir: str | os.PathLike | None = None,
             on_epoch: Callable[[EpochStats], object] | None = None,
-            should_stop: Callable[[], bool] | None = None) -> FitResult:
+            should_stop: Callable[[], bool] | None = None,
+            val_labels: Sequence[np.ndarray | None] | None = None) -> FitResult:
         """Train; afterwards the trainer holds the weights of the best VAL epoch.
 
         Args:
             train, val: cases, each a list of M modality volumes ``(X, Y, Z)`` (same M everywhere).
             checkpoint_dir: if given, ``last.pt`` is written (atomically) after every epoch and ``best.pt``
-                when VAL loss improves; if ``last.pt`` exists there, training resumes from it (config, except
+                when the kept epoch changes (see ``keep_epoch_by``); if ``last.pt`` exists there, training resumes from it (config, except
                 device, and data must match) and ends as an uninterrupted run would.
             on_epoch: called with each epoch's :class:`EpochStats` after its checkpoint is written (epochs
                 restored on resume are not re-announced: they are in ``FitResult.history``).
             should_stop: polled before each epoch and between steps (at most every 2 s); when it returns
                 true the partial epoch is discarded and ``stopped_reason`` is ``"cancelled"``.
+            val_labels: with ``keep_epoch_by="val_labels"``, one 0/1 expert label ``(X, Y, Z)`` per VAL case (the
+                raters' consensus; None for a case without one); ignored otherwise.
         """
         cfg = self.config
         validate_cases(train, val, cfg)
-        x_train, train_stats = self._prepare(train, "TRAIN")
-        x_val, val_stats = self._prepare(val, "VAL")
+        validate_val_labels(val, val_labels, cfg)
+        x_train, train_stats, _ = self._prepare(train, "TRAIN")
+        x_val, val_stats, val_records = self._prepare(val, "VAL")
+        targets = None
+        if cfg.keep_epoch_by == "val_labels":  # labels on the model grid, where the VAL maps are scored
+            targets = [None if lab is None or not np.any(lab) else label_to_model_grid(np.asarray(lab) > 0, rec)
+                       for lab, rec in zip(val_labels, val_records, strict=True)]
         fingerprint = {"train": train_stats, "val": val_stats}
         self.n_modalities = n_mod = x_train.shape[1]
         n_ids = n_mod * cfg.n_channels
@@ -209,7 +149,8 @@ class ClusteringTrainer:
         fused = self.device.type == "cuda"  # fused SGD lets GradScaler skip inf steps without a host sync
         opt = torch.optim.SGD(self.model.parameters(), lr=cfg.lr, momentum=cfg.momentum, fused=fused or None)
         scaler = torch.amp.GradScaler(self.device.type, enabled=self.use_amp)
-        st = {"epoch": 0, "history": [], "best_val": math.inf, "best_epoch": 0, "bad_epochs": 0,
+        st = {"epoch": 0, "history": [], "best_val": math.inf, "best_key": math.inf, "best_epoch": 0,
+              "bad_epochs": 0,
               "best_model": {k: v.detach().clone() for k, v in self.model.state_dict().items()},
               "finished": None}
         ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
@@ -232,22 +173,24 @@ class ClusteringTrainer:
             if sums is None:
                 reason = "cancelled"
                 break
-            val_sums, presence = self._evaluate(x_val, n_ids)
+            val_sums, presence, val_ids = self._evaluate(x_val, n_ids, keep_ids=targets is not None)
             # the one host synchronisation of the epoch
             tr, tr_ce, tr_cont, va, n_clusters = torch.cat(
                 [sums / len(x_train), val_sums[:1] / len(x_val), presence.sum().reshape(1).float()]).tolist()
+            agreement = None if targets is None else _label_agreement(val_ids, targets)
+            key = va if agreement is None else 1.0 - agreement  # smaller is better
             # an epoch at or below min_clusters has collapsed clusters (VAL loss keeps falling as clusters merge,
             # so it would win): it ends the run but is never the kept checkpoint
             eligible = cfg.min_clusters == 0 or n_clusters > cfg.min_clusters
-            improved = eligible and math.isfinite(va) and va < st["best_val"]
+            improved = eligible and math.isfinite(va) and math.isfinite(key) and key < st["best_key"]
             if improved:
-                st.update(best_val=va, best_epoch=epoch, bad_epochs=0,
+                st.update(best_val=va, best_key=key, best_epoch=epoch, bad_epochs=0,
                           best_model={k: v.detach().clone() for k, v in self.model.state_dict().items()})
             else:
                 st["bad_epochs"] += 1
             stats = EpochStats(epoch=epoch, train_loss=tr, val_loss=va, n_clusters=int(n_clusters),
                                seconds=time.perf_counter() - t0, best=improved, lr=opt.param_groups[0]["lr"],
-                               train_ce=tr_ce, train_continuity=tr_cont)
+                               train_ce=tr_ce, train_continuity=tr_cont, val_agreement=agreement)
             history.append(stats)
             if not (math.isfinite(tr) and math.isfinite(va)):
                 reason = "diverged"
@@ -302,18 +245,24 @@ class ClusteringTrainer:
         return sums
 
     @torch.no_grad()
-    def _evaluate(self, x_val: torch.Tensor, n_ids: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """Eval-mode VAL pass: on-device loss sums x cases and a bool vector of cluster ids in use."""
+    def _evaluate(self, x_val: torch.Tensor, n_ids: int,
+                  keep_ids: bool = False) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """Eval-mode VAL pass: on-device loss sums x cases, a bool vector of cluster ids in use and, if
+        ``keep_ids``, each case's cluster map ``(H, W, D)`` (still on the device)."""
         self.model.eval()
         sums = torch.zeros(3, device=self.device)
         presence = torch.zeros(n_ids, dtype=torch.bool, device=self.device)
+        maps = []
         for xb in self._batches(x_val, torch.arange(len(x_val))):
             with self._autocast():
                 out = self.model(xb)
                 total, ce, cont = self.loss_fn(out)
-            presence.index_fill_(0, out.argmax(dim=1).flatten(), True)
+            ids = out.argmax(dim=1)
+            presence.index_fill_(0, ids.flatten(), True)
             sums += torch.stack([total, ce, cont]).float() * len(xb)
-        return sums, presence
+            if keep_ids:
+                maps += list(ids.to(torch.int32))
+        return sums, presence, maps
 
     # ---------------------------------------------------------------------------------- checkpoints
     def _checkpoint(self, st: dict, fingerprint: dict, opt, scaler) -> dict:
@@ -323,15 +272,16 @@ class ClusteringTrainer:
         return {"format": _FORMAT, "kind": "last", "config": self.config.to_dict(), "fingerprint": fingerprint,
                 "n_modalities": self.n_modalities, "model": self.model.state_dict(),
                 "optimizer": opt.state_dict(), "scaler": scaler.state_dict(), "rng": rng,
-                **{k: st[k] for k in ("epoch", "history", "best_val", "best_epoch", "bad_epochs", "best_model",
-                                      "finished")}}
+                **{k: st[k] for k in ("epoch", "history", "best_val", "best_key", "best_epoch", "bad_epochs",
+                                      "best_model", "finished")}}
 
     def _restore(self, path: Path, fingerprint: dict, opt, scaler, st: dict) -> None:
         ck = torch.load(path, map_location=self.device, weights_only=True)
         if ck.get("format") != _FORMAT or ck.get("kind") != "last":
             raise ValueError(f"{path} is not a clustering training checkpoint")
         ours = self.config.to_dict()
-        diff = sorted(k for k in ours if k != "device" and ck["config"].get(k) != ours[k])
+        defaults = ClusteringConfig().to_dict()  # a key added since the checkpoint was written had its default
+        diff = sorted(k for k in ours if k != "device" and ck["config"].get(k, defaults[k]) != ours[k])
         if diff:
             raise ValueError(f"{path} was written with a different config ({', '.join(diff)} differ); "
                              "use another checkpoint_dir or the same config")
@@ -346,6 +296,7 @@ class ClusteringTrainer:
             torch.cuda.set_rng_state(ck["rng"]["cuda"].cpu(), self.device)
         st.update({k: ck[k] for k in ("epoch", "history", "best_val", "best_epoch", "bad_epochs", "best_model",
                                       "finished")})
+        st["best_key"] = ck.get("best_key", ck["best_val"])
 
     def _export(self, state_dict: dict, epoch: int, val_loss: float) -> dict:
         return {"format": _FORMAT, "kind": "model", "config_json": json.dumps(self.config.to_dict()),
@@ -391,6 +342,15 @@ class ClusteringTrainer:
             out = self.model(torch.from_numpy(arr)[None].to(self.device))
         ids = out.argmax(dim=1)[0].to(torch.int32).cpu().numpy()
         return from_model_grid(ids, record, mode="nearest", fill=fill)
+
+
+def _label_agreement(val_ids: list[torch.Tensor], targets: list[np.ndarray | None]) -> float:
+    """Mean over labelled VAL cases of the Dice between the expert label and the best union of whole cluster
+    regions (:func:`~pipeline.core.metrics.best_regions`): how well step 2 could rebuild the experts' outline
+    from these clusters. The maps come to the host here, once per epoch."""
+    scores = [dice(best_regions(ids.cpu().numpy(), target), target)
+              for ids, target in zip(val_ids, targets, strict=True) if target is not None]
+    return float(np.mean(scores))
 
 
 def _same_fingerprint(a: dict, b: dict) -> bool:

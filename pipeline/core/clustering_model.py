@@ -28,6 +28,9 @@ class ClusterNet(nn.Module):
     Args:
         n_channels: features per modality (``C``).
         n_conv: number of 3x3x3 blocks.
+        slice_kernel: kernel size along Z (the slice axis) of those blocks: 3 (paper, 3x3x3) or 1 (3x3x1: each
+            slice is clustered from its own voxels, for thick slices whose neighbours are 3-5 mm away; with
+            3x3x3 an enhancing rim one slice away pulls the oedema above and below it into the rim's cluster).
 
     Shapes:
         ``forward(x)``: ``x`` ``(B, M, H, W, D)`` float -> response ``(B, M * C, H, W, D)``; channels
@@ -36,15 +39,18 @@ class ClusterNet(nn.Module):
         Works for any ``M >= 1``.
     """
 
-    def __init__(self, n_channels: int = 30, n_conv: int = 2) -> None:
+    def __init__(self, n_channels: int = 30, n_conv: int = 2, slice_kernel: int = 3) -> None:
         super().__init__()
         if n_channels < 1 or n_conv < 1:
             raise ValueError(f"ClusterNet: n_channels ({n_channels}) and n_conv ({n_conv}) must be >= 1")
+        if slice_kernel not in (1, 3):
+            raise ValueError(f"ClusterNet: slice_kernel must be 1 or 3, got {slice_kernel!r}")
         self.n_channels = n_channels
         layers: list[nn.Module] = []
         in_ch = 1
         for _ in range(n_conv):
-            layers += [nn.Conv3d(in_ch, n_channels, 3, padding=1), nn.ReLU(inplace=True),
+            layers += [nn.Conv3d(in_ch, n_channels, (3, 3, slice_kernel), padding=(1, 1, slice_kernel // 2)),
+                       nn.ReLU(inplace=True),
                        nn.BatchNorm3d(n_channels)]
             in_ch = n_channels
         layers += [nn.Conv3d(n_channels, n_channels, 1), nn.BatchNorm3d(n_channels)]

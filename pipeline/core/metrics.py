@@ -147,9 +147,10 @@ def compare(pred: np.ndarray, ref: np.ndarray, spacing: Sequence[float] = (1.0, 
 def best_regions(cluster_map: np.ndarray, truth: np.ndarray, connectivity: int = 1) -> np.ndarray:
     """Union of every region (connected component of one cluster id) lying more than half inside ``truth``.
 
-    Step 2 builds labels from whole regions, so this is what it could at best make of ``cluster_map``:
-    adding a region with more than half of its voxels inside the truth raises Dice, so the union of all
-    such regions is a near-optimal choice (exact when regions are all mostly inside or mostly outside).
+    Step 2 builds labels from whole regions; this is the label a rule "keep what lies mostly inside" would make
+    of ``cluster_map`` knowing the truth. It is a reference, not an upper bound: a region with a share inside
+    between Dice/2 and 1/2 would still raise Dice, so a label from whole regions can score higher (step 2's
+    own labels sometimes do).
 
     Args: ``cluster_map`` integer (X, Y, Z); ``truth`` 0/1 (X, Y, Z); ``connectivity`` as in
     ``generate_binary_structure`` (1 = 6 neighbours). Returns a bool mask (X, Y, Z).

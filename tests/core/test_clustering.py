@@ -283,11 +283,11 @@ def test_min_clusters_stops_the_run_and_never_keeps_a_collapsed_epoch():
     trainer = ClusteringTrainer(_config(min_clusters=3, max_epochs=20))
     real, counts = trainer._evaluate, iter([6, 5, 4, 3, 3])
 
-    def evaluate_with_counts(x_val, n_ids):  # real losses, scripted cluster counts
-        sums, presence = real(x_val, n_ids)
+    def evaluate_with_counts(x_val, n_ids, keep_ids=False):  # real losses, scripted cluster counts
+        sums, presence, maps = real(x_val, n_ids, keep_ids)
         fake = torch.zeros_like(presence)
         fake[:next(counts)] = True
-        return sums, fake
+        return sums, fake, maps
 
     trainer._evaluate = evaluate_with_counts
     res = trainer.fit(train, val)
