@@ -36,6 +36,9 @@ def test_generate_labels_through_worker_with_live_pages(page, settings, tmp_path
         page.wait_for_selector("#run-state[data-status='succeeded']", timeout=30_000)
         page.wait_for_selector("#chart-train_loss .main-svg", timeout=30_000)
         assert page.locator("#chart-train_loss .scatterlayer .trace").count() == 1
+        # the fast preset keeps the epoch by VAL label agreement, and the page plots it
+        assert run.config["keep_epoch_by"] == "val_labels"
+        assert page.locator("#chart-val_agreement .scatterlayer .trace").count() == 1
         screenshot(page, "clustering-run-live")
         wait_for(lambda: RefinementRun.objects.get().is_finished, timeout=300, proc=proc, message="refinement")
     run.refresh_from_db()
@@ -45,6 +48,7 @@ def test_generate_labels_through_worker_with_live_pages(page, settings, tmp_path
     assert Label.objects.filter(source="ai").count() == 10
     page.reload()
     page.wait_for_selector("#cluster-viewer[data-ready='1']", timeout=60_000)
+    assert f"kept epoch {run.best_epoch} (by VAL label agreement)" in " ".join(page.text_content("main").split())
     screenshot(page, "clustering-run-clusters")
     page.goto(refinement.get_absolute_url())
     page.wait_for_selector("#qa-chart .main-svg", timeout=30_000)
