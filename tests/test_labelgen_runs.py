@@ -183,3 +183,33 @@ def test_a_run_configured_before_min_inside_keeps_the_published_rules(tiny):
                                refine(old_style))
     assert any(not np.array_equal(published[c], default[c]) for c in published)  # the rule matters here
     assert all(np.array_equal(old[c], published[c]) for c in published)
+
+
+def _expected_combined_dice(case, rater=""):
+    from pipeline.core.metrics import dice
+    from pipeline.core.refine_combine import combine_raters
+
+    experts = [lab for lab in case.labels.all() if lab.source == "expert" and (not rater or lab.rater == rater)]
+    masks = [load_volume(lab.path, kind="label").data > 0 for lab in experts]
+    truth = load_volume(case.labels.get(source="truth").path, kind="label").data > 0
+    staple = combine_raters(masks, [lab.rater for lab in experts], "staple")
+    flat = combine_raters(masks, None, "staple")  # every label a rater: t1 and t2 outlines "disagree"
+    return dice(staple, truth), dice(flat, truth), dice(np.logical_or.reduce(masks), truth)
+
+
+def test_refinement_unites_each_raters_outlines_then_merges_raters_with_staple(tiny):
+    call_command("generate_labels", dataset="tiny", config=tiny["config"])
+    run = RefinementRun.objects.get()
+    assert run.config["combine"] == "staple"
+    differs = 0
+    for qa in LabelQA.objects.filter(run=run).select_related("case"):
+        grouped, flat, union = _expected_combined_dice(qa.case)
+        assert qa.metrics["truth vs expert (combined)"]["dice"] == pytest.approx(grouped)
+        differs += abs(grouped - flat) > 1e-6
+    assert differs  # the grouping matters on these cases
+    # one rater: their t1 and t2 outlines are united (as published), whatever the method
+    call_command("generate_labels", dataset="tiny", config=tiny["config"], expert_rater="r2")
+    single = RefinementRun.objects.filter(config__expert_rater="r2").get()
+    for qa in LabelQA.objects.filter(run=single).select_related("case"):
+        _, _, union = _expected_combined_dice(qa.case, "r2")
+        assert qa.metrics["truth vs expert (combined)"]["dice"] == pytest.approx(union)
