@@ -123,6 +123,8 @@ def main():
     d = result["dice_vs_truth"]
     result["goal_met"] = {
         "ai_3d_beats_every_rater": d["c_ai_3d"] > max(d["a_each_rater"].values()),
+        "ai_3d_beats_rater": {r: d["c_ai_3d"] > v for r, v in d["a_each_rater"].items()},
+        "ai_from_a_rater_beats_that_rater": {r: d["ai_3d_from_each_rater"][r] > v for r, v in d["a_each_rater"].items()},
         "ai_3d_beats_union": d["c_ai_3d"] > d["b_union_of_raters"],
         "ai_less_variable": result["variability_1_minus_dice"]["between_ai_labels_from_different_raters"]
         < result["variability_1_minus_dice"]["between_raters"],
