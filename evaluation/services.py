@@ -126,6 +126,27 @@ def assign_readers(study, users, *, preview=False):
     return made
 
 
+def remove_reader(study, assignment):
+    """Take a reader (or a coordinator's preview) off a study, with their planned items.
+
+    Refused, with nothing changed, when the reader has answered an item (votes are study data: they stay, and
+    a reader who should stop is left to the study's closing) or is the last reader of an open study.
+    """
+    with transaction.atomic():
+        assignment = Assignment.objects.select_for_update().select_related("reader").get(pk=assignment.pk)
+        name = assignment.reader.username
+        answered = Vote.objects.filter(item__assignment=assignment).count()
+        if answered and not assignment.preview:
+            raise StudyError(f"{name} has answered {answered} item(s) and cannot be removed: the votes are kept "
+                             "as study data. Close the study when enough readers have finished.", 409)
+        others = study.assignments.filter(preview=False).exclude(pk=assignment.pk).exists()
+        if study.status == Study.Status.OPEN and not assignment.preview and not others:
+            raise StudyError(f"{name} is the only reader of this open study; assign another reader first or "
+                             "close the study.", 409)
+        assignment.delete()
+    return name
+
+
 def set_status(study, status):
     now = timezone.now()
     if status == Study.Status.OPEN:

@@ -22,6 +22,7 @@ urlpatterns = [
     path("<int:pk>/", coord.study_detail, name="study_detail"),
     path("<int:pk>/status/", coord.study_status, name="study_status"),
     path("<int:pk>/readers/", coord.study_readers, name="study_readers"),
+    path("<int:pk>/readers/<int:assignment_pk>/remove/", coord.study_reader_remove, name="study_reader_remove"),
     path("<int:pk>/pairs/", coord.study_pairs, name="study_pairs"),
     path("<int:pk>/report/", report.study_report, name="study_report"),
     path("<int:pk>/report.json", report.study_report_json, name="study_report_json"),

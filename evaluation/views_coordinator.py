@@ -11,7 +11,7 @@ from accounts.roles import capability_required
 
 from .forms import AssignReadersForm, PairsForm, StudyForm
 from .models import Assignment, Item, Study, Vote
-from .services import StudyError, assign_readers, create_study, progress, set_pairs, set_status
+from .services import StudyError, assign_readers, create_study, progress, remove_reader, set_pairs, set_status
 from .views_reader import item_payload, page_context
 
 
@@ -99,6 +99,20 @@ def study_readers(request, pk):
             messages.success(request, f"Assigned {len(made)} reader(s).")
     else:
         messages.error(request, "Choose at least one reader who is not assigned yet.")
+    return redirect(study)
+
+
+@require_POST
+@capability_required("coordinate")
+def study_reader_remove(request, pk, assignment_pk):
+    study = get_object_or_404(Study, pk=pk)
+    assignment = get_object_or_404(Assignment, pk=assignment_pk, study=study)
+    try:
+        name = remove_reader(study, assignment)
+    except StudyError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"{name} was removed from the study.")
     return redirect(study)
 
 

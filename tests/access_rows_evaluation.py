@@ -60,6 +60,7 @@ ROWS = [
     ("evaluation:study_detail", "get", ("study",), COORD),
     ("evaluation:study_status", "post", ("study",), COORD),
     ("evaluation:study_readers", "post", ("study",), COORD),
+    ("evaluation:study_reader_remove", "post", ("study", "assignment"), COORD),
     ("evaluation:study_pairs", "post", ("study",), COORD),
     ("evaluation:study_preview", "get", ("study",), COORD),
     ("evaluation:preview_item", "get", ("study", "assignment", "pos1"), COORD),

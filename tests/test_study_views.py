@@ -6,7 +6,7 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
-from evaluation.models import Study, Vote
+from evaluation.models import Item, Study, Vote
 from tests.access_rows_evaluation import make_study
 from tests.conftest import make_user
 
@@ -182,3 +182,48 @@ def test_create_study_command(reader, reader2):
     call_command("create_study", "--dataset", "demo", "--arms", "unet-expert,unet-ai,third", "--readers",
                  "reader1", "--title", "Draft", "--draft")
     assert Study.objects.get(title="Draft").status == "draft"
+
+
+def test_coordinator_removes_a_reader_who_has_not_answered(client_for, coordinator, reader, reader2):
+    from tests.factories import make_dataset
+
+    dataset = make_dataset(n_cases=3)
+    c = client_for(coordinator)
+    c.post(reverse("evaluation:study_create"), {
+        "title": "Removal", "dataset": dataset.pk, "prediction_sets": [s.pk for s in dataset.prediction_sets.all()],
+        "readers": [reader.pk, reader2.pk]})
+    study = Study.objects.get()
+    first, second = study.assignments.get(reader=reader), study.assignments.get(reader=reader2)
+
+    def remove(assignment):
+        return c.post(reverse("evaluation:study_reader_remove", args=[study.pk, assignment.pk]), follow=True)
+
+    detail = c.get(study.get_absolute_url()).content.decode()
+    assert detail.count('data-role="remove-reader"') == 2
+    c.post(reverse("evaluation:study_status", args=[study.pk]), {"status": "open"})
+    post_vote(client_for(reader), study, 1, choice="left", time_ms=2000)
+    # a reader with a vote stays, and so do the vote and every item
+    r = remove(first)
+    assert f"{reader.username} has answered 1 item(s) and cannot be removed" in r.content.decode()
+    assert study.assignments.filter(pk=first.pk).exists() and Vote.objects.count() == 1
+    assert first.items.count() == 3
+    # a reader with no answer goes, with their planned items; they no longer see the study
+    r = remove(second)
+    assert f"{reader2.username} was removed from the study." in r.content.decode()
+    assert not study.assignments.filter(pk=second.pk).exists()
+    assert not Item.objects.filter(assignment_id=second.pk).exists()
+    assert client_for(reader2).get(reverse("evaluation:study_start", args=[study.pk])).status_code == 404
+    assert c.get(study.get_absolute_url()).content.decode().count('data-role="remove-reader"') == 0
+    # an assignment asked for under another study's address: 404
+    assert c.post(reverse("evaluation:study_reader_remove", args=[study.pk + 1, first.pk])).status_code == 404
+
+
+def test_the_only_reader_of_an_open_study_is_not_removed(reader, reader2):
+    from evaluation.services import StudyError, remove_reader
+
+    study = make_study(n_cases=2, readers=[reader])
+    assert study.status == "open"
+    (assignment,) = study.assignments.all()
+    with pytest.raises(StudyError, match=f"{reader.username} is the only reader of this open study"):
+        remove_reader(study, assignment)
+    assert study.assignments.count() == 1 and assignment.items.count() == 2
