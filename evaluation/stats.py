@@ -218,7 +218,8 @@ class StudyReport:
 
     def to_dict(self) -> dict:
         """JSON-ready dict (builtins only; NaN -> None)."""
-        d = {f.name: to_jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        d = {f.name: to_jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)
+             if f.name not in ("pairs", "bradley_terry")}  # converted by their own to_dict below
         d["pairs"] = [p.to_dict() for p in self.pairs]
         d["bradley_terry"] = self.bradley_terry.to_dict() if self.bradley_terry else None
         d["headline"] = self.headline()

@@ -273,6 +273,11 @@ def fmt_p(p: float | None) -> str:
 def to_jsonable(obj):
     """Recursively convert results to JSON-ready builtins: dataclasses and mappings -> dict, tuples and arrays
     -> list, numpy scalars -> Python numbers, NaN/inf -> None, DataFrames -> list of row dicts."""
+    kind = type(obj)
+    if kind is str or kind is int or kind is bool or obj is None:  # most leaves: skip the checks below
+        return obj
+    if kind is float:
+        return obj if math.isfinite(obj) else None
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         return {f.name: to_jsonable(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
     if isinstance(obj, Mapping):

@@ -19,13 +19,15 @@ UNBLINDING_ROWS = 500
 
 def report_payload(study):
     """The report and its figures, cached together per votes fingerprint."""
-    report, _, fingerprint = cached_report(study)
+    report, votes, fingerprint = cached_report(study)
     if report is None:
         return None, fingerprint
     key = f"study-figures:{study.pk}:{fingerprint}"
     payload = cache.get(key)
     if payload is None:
-        payload = {"report": report, "figures": all_figures(report, votes_frame(study, with_dice=False))}
+        if votes is None:  # the statistics were cached but not the figures: read the votes once here
+            votes = votes_frame(study, with_dice=False)
+        payload = {"report": report, "figures": all_figures(report, votes)}
         cache.set(key, payload, timeout=None)
     return payload, fingerprint
 
