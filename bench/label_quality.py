@@ -6,8 +6,8 @@ modes, then prints JSON: mean Dice against truth of (a) each rater's rough label
 modalities), (b) the union of all raters, (c) AI labels in 3D mode, (d) in per_slice_2d mode; and the
 spread between raters vs between AI labels made from different raters' input. Also a reference for step 1:
 the Dice of the label made of the cluster regions lying mostly inside the truth
-(``pipeline.core.metrics.best_regions``; not an upper bound), and (c) with the published rules (``min_inside`` 0, ``combine``
-union).
+(``pipeline.core.metrics.best_regions``; not an upper bound), and (c) with the published rules
+(``min_inside`` 0, ``combine`` union).
 
 Run: .venv/bin/python bench/label_quality.py [--cases 10 --size 128 --depth 16 --preset fast --epochs N]
 """

@@ -56,8 +56,8 @@ def clustering_config(preset="fast", overrides=None, device=None):
 # Where a refinement run's default differs from RefineParams' (the published procedure). combine: the run
 # unites each rater's modality labels first, so this only merges raters; with one rater it changes nothing.
 # On 10 phantoms with 3 simulated raters STAPLE across raters gave AI labels of Dice 0.83-0.87 against the
-# truth where the union of everything gave 0.78-0.83 (same cluster maps, three step-1 seeds; the union holds every rater's
-# over-drawing, which lets oedema clusters in).
+# truth where the union of everything gave 0.78-0.83 (same cluster maps, three step-1 seeds; the union holds
+# every rater's over-drawing, which lets oedema clusters in).
 REFINE_RUN_DEFAULTS = {"combine": "staple"}
 
 

@@ -123,7 +123,8 @@ class ClusteringTrainer:
         Args:
             train, val: cases, each a list of M modality volumes ``(X, Y, Z)`` (same M everywhere).
             checkpoint_dir: if given, ``last.pt`` is written (atomically) after every epoch and ``best.pt``
-                when the kept epoch changes (see ``keep_epoch_by``); if ``last.pt`` exists there, training resumes from it (config, except
+                when the kept epoch changes (see ``keep_epoch_by``); if ``last.pt`` exists there, training resumes
+                from it (config, except
                 device, and data must match) and ends as an uninterrupted run would.
             on_epoch: called with each epoch's :class:`EpochStats` after its checkpoint is written (epochs
                 restored on resume are not re-announced: they are in ``FitResult.history``).
@@ -141,6 +142,10 @@ class ClusteringTrainer:
         if cfg.keep_epoch_by == "val_labels":  # labels on the model grid, where the VAL maps are scored
             targets = [None if lab is None or not np.any(lab) else label_to_model_grid(np.asarray(lab) > 0, rec)
                        for lab, rec in zip(val_labels, val_records, strict=True)]
+            targets = [t if t is not None and t.any() else None for t in targets]
+            if all(t is None for t in targets):  # e.g. tiny labels lost when the grid is coarser than the case
+                raise ValueError("keep_epoch_by 'val_labels': no VAL expert label has a voxel left on the "
+                                 f"{cfg.height}x{cfg.width}x{cfg.depth} model grid; use a finer grid or 'val_loss'")
         fingerprint = {"train": train_stats, "val": val_stats}
         self.n_modalities = n_mod = x_train.shape[1]
         n_ids = n_mod * cfg.n_channels

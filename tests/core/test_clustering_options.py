@@ -41,6 +41,11 @@ def test_val_labels_are_checked_before_training():
         ClusteringTrainer(cfg).fit(train, val, val_labels=[_box_label(), _box_label((32, 32, 7))])
     with pytest.raises(ValueError, match="no VAL case has an expert label"):
         ClusteringTrainer(cfg).fit(train, val, val_labels=[None, np.zeros((32, 32, 8), np.uint8)])
+    speck = np.zeros((32, 32, 8), np.uint8)
+    speck[10, 10, 3] = 1  # an even voxel: halving the grid (nearest) drops it
+    with pytest.raises(ValueError, match="no VAL expert label has a voxel left on the 16x16x8 model grid"):
+        ClusteringTrainer(_config(keep_epoch_by="val_labels", height=16, width=16)).fit(
+            train, val, val_labels=[speck, None])
     # with the paper's rule labels are not needed and, if given, change nothing
     plain = ClusteringTrainer(_config(max_epochs=3)).fit(train, val)
     given = ClusteringTrainer(_config(max_epochs=3)).fit(train, val, val_labels=[_box_label(), None])
