@@ -124,8 +124,7 @@ class ClusteringTrainer:
             train, val: cases, each a list of M modality volumes ``(X, Y, Z)`` (same M everywhere).
             checkpoint_dir: if given, ``last.pt`` is written (atomically) after every epoch and ``best.pt``
                 when the kept epoch changes (see ``keep_epoch_by``); if ``last.pt`` exists there, training resumes
-                from it (config, except
-                device, and data must match) and ends as an uninterrupted run would.
+                from it (config, except device, and data must match) and ends as an uninterrupted run would.
             on_epoch: called with each epoch's :class:`EpochStats` after its checkpoint is written (epochs
                 restored on resume are not re-announced: they are in ``FitResult.history``).
             should_stop: polled before each epoch and between steps (at most every 2 s); when it returns
