@@ -21,6 +21,7 @@ let modality = item.viewer.modality;
 let done = cfg.progress.done;
 const answeredHere = new Set();
 let nextPayload = null; // Promise of the next item's JSON (prefetched)
+let nextPrepared = null; // Promise of the next item's decoded volumes (pair.prepare token)
 
 // --- time on item: counted only while the tab is visible -------------------------------------------------
 const timer = {
@@ -74,7 +75,7 @@ function baseUrlFor(viewer) {
   return viewer.baseUrls[modality] || viewer.base.url;
 }
 
-async function show(payload, { first = false } = {}) {
+async function show(payload, { first = false, prepared = null } = {}) {
   busy = true;
   els.root.dataset.ready = "0";
   item = payload;
@@ -83,9 +84,10 @@ async function show(payload, { first = false } = {}) {
   resetAnswer();
   if (first) {
     pair = await mountSyncedPair($("#canvas-left"), $("#canvas-right"), { ...item.viewer, base: { ...item.viewer.base, url: baseUrlFor(item.viewer) } });
-    window.labelgenReader = { pair, outbox }; // for tests and the browser console
+    // for tests and the browser console; nextReady() settles once the next item is fetched and decoded
+    window.labelgenReader = { pair, outbox, nextReady: () => (nextPrepared || Promise.resolve(null)).then((t) => t && t.images).then(() => true) };
   } else {
-    await pair.load(item.viewer, baseUrlFor(item.viewer));
+    await pair.load(item.viewer, baseUrlFor(item.viewer), prepared);
   }
   els.modality.value = modality;
   if (!first) history.replaceState(null, "", item.urls.page);
@@ -96,14 +98,26 @@ async function show(payload, { first = false } = {}) {
   prefetchNext();
 }
 
+// The next item's JSON and volumes are fetched, and its volumes decoded, while the reader looks at this one:
+// answering then only swaps the images on the GPU.
 function prefetchNext() {
   nextPayload = null;
+  nextPrepared = null;
   if (!item.next) return;
   nextPayload = fetch(item.next.config, { credentials: "same-origin", redirect: "error" }).then((r) => {
     if (!r.ok) throw new Error(`HTTP ${r.status}`);
     return r.json();
   });
-  nextPayload.then((p) => volumeCache.prefetch([baseUrlFor(p.viewer), ...p.viewer.overlays.map((o) => o.url)])).catch(() => {});
+  prepareNext();
+}
+
+function prepareNext() {
+  const payload = nextPayload;
+  nextPrepared = payload.then((p) => {
+    volumeCache.prefetch([baseUrlFor(p.viewer), ...p.viewer.overlays.map((o) => o.url)]);
+    return pair.prepare(p.viewer, baseUrlFor(p.viewer));
+  });
+  nextPrepared.catch(() => {});
 }
 
 // --- answering ----------------------------------------------------------------------------------------------
@@ -145,7 +159,7 @@ async function goNext() {
   const nxt = item.next;
   if (nxt && !answeredHere.has(nxt.position) && nextPayload) {
     try {
-      await show(await nextPayload);
+      await show(await nextPayload, { prepared: await nextPrepared.catch(() => null) });
       return;
     } catch (e) {
       els.status.textContent = `Could not load the next item (${e.message}); reloading…`;
@@ -164,8 +178,11 @@ els.submit?.addEventListener("click", () => submit());
 els.modality.addEventListener("change", async () => {
   modality = els.modality.value;
   busy = true;
+  els.root.dataset.ready = "0";
   await pair.setBaseVolume(baseUrlFor(item.viewer));
+  if (nextPayload) prepareNext(); // the next item will open on this modality too
   busy = false;
+  els.root.dataset.ready = "1";
 });
 els.layout.addEventListener("change", () => pair.setSliceType(els.layout.value));
 els.preset.addEventListener("change", () => {

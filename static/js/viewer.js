@@ -80,22 +80,30 @@ async function createNiivue(canvas, config) {
   return nv;
 }
 
-// Replace all volumes of `nv`: images are built from the cached buffers (NiiVue takes an ArrayBuffer as
-// `url`, with `name` giving the format; each viewer gets its own copy of the bytes) and uploaded to the GPU
-// in one pass. nv.loadVolumes would refresh the textures once per added volume, which costs seconds per
-// item with software WebGL.
-async function loadSpecs(nv, specs, niivueUrl) {
+// Build NiiVue images from the cached buffers (NiiVue takes an ArrayBuffer as `url`, with `name` giving the
+// format; each viewer gets its own copy of the bytes). This is the decompress-and-parse part of showing an
+// item, done without touching the GPU, so it can run ahead of time (ViewerGroup.prepare).
+async function decodeSpecs(nv, specs, niivueUrl) {
   const { NVImage } = await loadNiivue(niivueUrl);
   const buffers = await Promise.all(specs.map((s) => volumeCache.get(s.url)));
-  const images = await Promise.all(specs.map((s, i) => NVImage.loadFromUrl({
+  return Promise.all(specs.map((s, i) => NVImage.loadFromUrl({
     url: buffers[i].slice(0), name: s.name || "volume.nii.gz", colormap: s.colormap || "gray",
     opacity: s.opacity ?? 1, cal_min: s.cal_min ?? NaN, cal_max: s.cal_max ?? NaN,
     trustCalMinMax: nv.opts.trustCalMinMax,
   })));
+}
+
+// Replace all volumes of `nv` and upload them to the GPU in one pass: nv.loadVolumes would refresh the textures
+// once per added volume, which costs seconds per item with software WebGL.
+function install(nv, images) {
   nv.volumes = images;
   nv.back = images[0];
   nv.overlays = images.slice(1);
   nv.updateGLVolume();
+}
+
+async function loadSpecs(nv, specs, niivueUrl) {
+  install(nv, await decodeSpecs(nv, specs, niivueUrl));
 }
 
 function focus(nv, mm) {
@@ -186,15 +194,37 @@ class ViewerGroup {
     this.config = { ...this.config, base: { ...this.config.base, url } };
     this.afterLoad(keep);
   }
-  // Show another item (same canvases): new base and overlays, crosshair at its focus.
-  async load(config, baseUrl) {
+  // The overlays each viewer of the group shows for an item's config.
+  overlaysFor(config, i) {
+    return this.viewers.length > 1 ? [config.overlays[i]] : config.overlays;
+  }
+  // Decode another item's volumes now (while the current one is being read), so that load() with the returned
+  // token only uploads them. A token whose base no longer matches (another modality chosen since) is ignored.
+  prepare(config, baseUrl) {
+    const base = { ...config.base, url: baseUrl || config.base.url };
+    const images = Promise.all(this.viewers.map((v, i) => decodeSpecs(v.nv, specsOf({ ...config, base },
+      this.overlaysFor(config, i)), config.niivueUrl)));
+    images.catch(() => {}); // load() decodes again if this failed
+    return { config, baseUrl: base.url, images };
+  }
+  // Show another item (same canvases): new base and overlays, crosshair at its focus. `prepared`: a token from
+  // prepare() for this config and base, if any.
+  async load(config, baseUrl, prepared = null) {
     const base = { ...config.base, url: baseUrl || config.base.url };
     const opacity = this.overlayOpacityNow();
     this.viewers.forEach((v, i) => {
-      const mine = this.viewers.length > 1 ? [config.overlays[i]] : config.overlays;
-      v.overlays = mine.map((o) => ({ ...o, opacity }));
+      v.overlays = this.overlaysFor(config, i).map((o) => ({ ...o, opacity }));
     });
-    await Promise.all(this.viewers.map((v) => loadSpecs(v.nv, specsOf({ ...config, base }, v.overlays), config.niivueUrl)));
+    let images = null;
+    if (prepared && prepared.config === config && prepared.baseUrl === base.url) {
+      images = await prepared.images.catch(() => null);
+    }
+    this.lastLoad = images ? "prepared" : "decoded"; // read by the browser tests
+    if (images) {
+      this.viewers.forEach((v, i) => install(v.nv, images[i]));
+    } else {
+      await Promise.all(this.viewers.map((v) => loadSpecs(v.nv, specsOf({ ...config, base }, v.overlays), config.niivueUrl)));
+    }
     this.config = { ...config, base };
     this.afterLoad(config.focusMm);
     await nextFrame();

@@ -80,7 +80,7 @@ def test_reader_goes_through_a_study_with_keys_mouse_outage_and_resume(page, set
     page.check("#outline")
     page.select_option("#layout", "axial")
     page.select_option("#modality", "t2")
-    page.wait_for_timeout(300)
+    wait_item(page, 1)
     screenshot(page, "reader-item1-axial-outline-t2")
     page.select_option("#layout", "multiplanar")
     page.uncheck("#outline")
@@ -88,8 +88,8 @@ def test_reader_goes_through_a_study_with_keys_mouse_outage_and_resume(page, set
     answer_by_keys(page, "f", 4)
     choices[1] = "left"
     wait_item(page, 2)
-    # The next item was prefetched: once the page is idle, moving on fetches no volume.
-    page.wait_for_load_state("networkidle")
+    # The next item was prefetched: once it is ready, moving on fetches no volume.
+    assert page.evaluate("window.labelgenReader.nextReady()") is True
     volume_requests = []
     page.on("request", lambda req: volume_requests.append(req.url) if "/studies/v/" in req.url else None)
     answer_by_mouse(page, "right", 3)
@@ -98,9 +98,17 @@ def test_reader_goes_through_a_study_with_keys_mouse_outage_and_resume(page, set
     shown = page.evaluate("(() => { const p = window.labelgenReader.pair;"
                           " return [p.config.base.url, ...p.viewers.map(v => v.overlays[0].url)]; })()")
     assert len(shown) == 3 and not [u for u in volume_requests if any(u.endswith(s) for s in shown)]
+    # ... and its volumes were decoded while item 2 was on screen: answering only swapped them in.
+    assert page.evaluate("window.labelgenReader.pair.lastLoad") == "prepared"
+    # Another modality chosen on item 3: the next item is decoded again, on that modality.
+    page.select_option("#modality", "t1fsce")
+    wait_item(page, 3)
+    assert page.evaluate("window.labelgenReader.nextReady()") is True
     answer_by_keys(page, "2", 5)
     choices[3] = "right"
     wait_item(page, 4)
+    assert page.evaluate("(() => { const p = window.labelgenReader.pair;"
+                         " return [p.lastLoad, p.config.base.url === p.config.baseUrls.t1fsce]; })()") == ["prepared", True]
     wait_sent(page)
     assert Vote.objects.count() == 3
 
