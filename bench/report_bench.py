@@ -6,7 +6,8 @@ page through Django's test client: cold (first view in a fresh process: imports 
 cached), warm (cached), the JSON export, and after a vote changes (statistics recomputed in a process that
 has served the page before: what a coordinator waits for on a running server). The mixed model is computed off the request path (a background task) and is timed apart.
 
-Run: .venv/bin/python bench/report_bench.py [--readers 100 --cases 2000]. Prints JSON.
+Run: .venv/bin/python bench/report_bench.py [--readers 100 --cases 2000 --warm-up]. Prints JSON. With
+--warm-up, "cold" is the first view in a web process that has started (labelgen_web/wsgi.py warms it up).
 """
 
 import argparse
@@ -25,6 +26,8 @@ def main():
     parser.add_argument("--readers", type=int, default=100)
     parser.add_argument("--cases", type=int, default=2000)
     parser.add_argument("--mixed-model", action="store_true", help="also time the background mixed model")
+    parser.add_argument("--warm-up", action="store_true",
+                        help="run what a web process runs at start (evaluation.warmup) before the first view")
     args = parser.parse_args()
     tmp = tempfile.mkdtemp(prefix="report-bench-")
     os.environ.update({"LABELGEN_VAR_DIR": tmp, "DJANGO_SETTINGS_MODULE": "labelgen_web.settings_test"})
@@ -77,6 +80,12 @@ def main():
     client.force_login(coordinator)
     url = f"/studies/{study.pk}/report/"
     timings = {}
+    if args.warm_up:  # what a web process does when it starts (labelgen_web/wsgi.py), timed apart
+        from evaluation.warmup import warm_up
+
+        t0 = time.perf_counter()
+        warm_up()
+        timings["warm_up_at_process_start"] = round(time.perf_counter() - t0, 3)
     for label in ("cold", "warm", "warm_again"):
         t0 = time.perf_counter()
         response = client.get(url)

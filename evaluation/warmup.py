@@ -1,0 +1,52 @@
+"""Pay a web process's one-time costs when it starts, not on a user's first click.
+
+In a fresh server process the first request of any page loads the URLconf, and with it every view module and
+what they import (torch and MONAI, through the run forms and run bodies: about 2.4 s here); the first study
+report also imports scipy and plotly and builds plotly's validators (about 1 s more). Measured with
+``bench/report_bench.py`` at 100 readers x 2,000 cases: the first report view took 5.6 s. :func:`warm_up` does
+both on a tiny made-up vote table; ``labelgen_web/wsgi.py`` starts it in a background thread, so the server
+takes requests at once.
+"""
+
+import threading
+
+import pandas as pd
+
+
+def tiny_votes():
+    """A made-up vote table in the statistics' format: 2 readers x 3 cases, one pair of arms, every column a
+    real study can have (confidence, time, Dice) so every chart is drawn."""
+    rows = []
+    for r, reader in enumerate(("warm-up-1", "warm-up-2")):
+        for c in range(3):
+            rows.append({"reader": reader, "case": f"case{c}", "arm_a": "A", "arm_b": "B",
+                         "choice": ("a", "b", "tie")[(r + c) % 3], "left": "a", "confidence": 3.0 + c % 2,
+                         "time_ms": 4000 + 500 * c, "dice_a": 0.8, "dice_b": 0.7 + 0.05 * c})
+    return pd.DataFrame(rows)
+
+
+def warm_up():
+    """Load the URLconf, then compute a report and its figures on :func:`tiny_votes`; returns the figures."""
+    from django.urls import get_resolver
+
+    from .report_charts import all_figures
+    from .stats import study_report
+
+    get_resolver().url_patterns  # noqa: B018 - imports every view module, as the first request would
+    votes = tiny_votes()
+    report = study_report(votes, n_boot=20, fit_mixed_model=False).to_dict()
+    return all_figures(report, votes)
+
+
+def warm_up_in_background():
+    """Start :func:`warm_up` in a daemon thread; a failure there must never stop the server (the report page
+    then simply pays the cost itself), so it is swallowed."""
+    def run():
+        try:
+            warm_up()
+        except Exception:  # noqa: BLE001 - best effort, see the docstring
+            pass
+
+    thread = threading.Thread(target=run, name="report-warm-up", daemon=True)
+    thread.start()
+    return thread
