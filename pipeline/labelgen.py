@@ -5,8 +5,7 @@ from collections import Counter
 import numpy as np
 from django.db import transaction
 
-from .core.clustering import ClusteringConfig, ClusteringTrainer
-from .core.device import describe_device, peak_memory_mb, resolve_device
+from .core.clustering_config import ClusteringConfig
 from .core.metrics import compare
 from .core.nifti import load_volume
 from .core.refine import RefineParams, refine_label
@@ -66,6 +65,10 @@ def check_clustering_inputs(dataset, config):
 
 
 def run_clustering(run, ctx):
+    # torch and MONAI are imported here, in the worker, not by the web pages that import this module
+    from .core.clustering import ClusteringTrainer
+    from .core.device import describe_device, peak_memory_mb, resolve_device
+
     config = ClusteringConfig.from_dict({k: v for k, v in run.config.items() if k != "preset"})
     device = resolve_device(config.device)
     run.update_fields(device=describe_device(device))

@@ -4,10 +4,8 @@ import numpy as np
 from django.db import transaction
 from django.utils import timezone
 
-from .core.device import describe_device, peak_memory_mb, resolve_device
 from .core.metrics import compare
 from .core.nifti import load_volume
-from .core.unet import UNetTrainer
 from .core.unet_config import UNetConfig
 from .core.unet_eval import paired_test
 from .execution import Cancelled, run_dir
@@ -54,6 +52,10 @@ def training_cases(dataset, source, rater=""):
 
 
 def run_training(run, ctx):
+    # torch and MONAI are imported here, in the worker, not by the web pages that import this module
+    from .core.device import describe_device, peak_memory_mb, resolve_device
+    from .core.unet import UNetTrainer
+
     if run.comparison_id:
         ComparisonRun.objects.filter(pk=run.comparison_id, status=Run.Status.QUEUED).update(
             status=Run.Status.RUNNING, started_at=timezone.now(), message="training the arms")

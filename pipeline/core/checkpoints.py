@@ -1,10 +1,13 @@
-"""What the trainers share: atomic checkpoint files, per-epoch seeds, config parsing (no Django)."""
+"""What the trainers share: atomic checkpoint files, per-epoch seeds (no Django). Config parsing is in
+:mod:`pipeline.core.config_dict` (re-exported here), which needs no torch."""
 
 import os
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from .config_dict import config_from_dict  # noqa: F401 - re-exported
 
 
 def epoch_seed(seed: int, epoch: int, stream: int) -> int:
@@ -30,18 +33,3 @@ def atomic_save(obj, path: Path) -> None:
 
 def atomic_write_text(text: str, path: Path) -> None:
     _atomic_write(path, "w", lambda fh: fh.write(text))
-
-
-def config_from_dict(cls, d, what: str):
-    """``cls(**d)`` for a config dataclass, refusing a non-mapping or unknown keys with a message naming them
-    (``what``: e.g. "clustering", "U-Net"); the dataclass validates the values itself."""
-    from dataclasses import fields
-
-    if not isinstance(d, dict):
-        raise ValueError(f"{what} config must be a mapping, got {type(d).__name__}")
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(d) - known, key=str)
-    if unknown:
-        raise ValueError(f"unknown {what} config key(s): {', '.join(map(str, unknown))}; "
-                         f"known keys: {', '.join(sorted(known))}")
-    return cls(**d)

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .checkpoints import config_from_dict
+from .config_dict import config_from_dict
 
 __all__ = ["ClusteringConfig"]
 

@@ -1,0 +1,17 @@
+"""Parsing a config dataclass from a YAML/JSON mapping (no Django, no torch: the web process validates run
+configs without loading torch)."""
+
+
+def config_from_dict(cls, d, what: str):
+    """``cls(**d)`` for a config dataclass, refusing a non-mapping or unknown keys with a message naming them
+    (``what``: e.g. "clustering", "U-Net"); the dataclass validates the values itself."""
+    from dataclasses import fields
+
+    if not isinstance(d, dict):
+        raise ValueError(f"{what} config must be a mapping, got {type(d).__name__}")
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(d) - known, key=str)
+    if unknown:
+        raise ValueError(f"unknown {what} config key(s): {', '.join(map(str, unknown))}; "
+                         f"known keys: {', '.join(sorted(known))}")
+    return cls(**d)
