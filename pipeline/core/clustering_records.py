@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from .clustering_config import ClusteringConfig
-from .preprocess import GridSpec, check_fits
+from .preprocess import GridSpec, check_case_images, named_cases
 
 __all__ = ["Case", "EpochStats", "FitResult", "validate_cases", "validate_val_labels"]
 
@@ -60,35 +60,19 @@ def validate_cases(train: Sequence[Case], val: Sequence[Case], config: Clusterin
     (:func:`~pipeline.core.preprocess.check_fits`), or non-finite / non-numeric voxels. Messages name the case
     as ``"TRAIN case 3"`` / ``"VAL case 0"`` (indices into the sequences given)."""
     grid = GridSpec(config.height, config.width, config.depth)
-    if len(train) == 0:
-        raise ValueError("no TRAIN cases: clustering needs at least one training case")
-    if len(val) == 0:
-        raise ValueError("no VAL cases: clustering needs at least one validation case for early stopping")
     n_mod = None
-    for split, cases in (("TRAIN", train), ("VAL", val)):
-        for i, case in enumerate(cases):
-            name = f"{split} case {i}"
-            if isinstance(case, np.ndarray) or len(case) == 0:
-                raise ValueError(f"{name}: expected a list of modality volumes, got "
-                                 f"{'an array' if isinstance(case, np.ndarray) else 'no modalities'}")
-            if n_mod is None:
-                n_mod = len(case)
-            elif len(case) != n_mod:
-                raise ValueError(f"{name} has {len(case)} modalities but TRAIN case 0 has {n_mod}; "
-                                 "every case needs the same modalities in the same order")
-            shapes = [np.shape(v) for v in case]
-            if any(s != shapes[0] for s in shapes):
-                raise ValueError(f"{name}: modality shapes differ {shapes}; modalities must share one grid")
-            try:
-                check_fits(shapes[0], grid)
-            except ValueError as exc:
-                raise ValueError(f"{name}: {exc}") from None
-            for m, v in enumerate(case):
-                v = np.asarray(v)
-                if not np.issubdtype(v.dtype, np.number) or np.issubdtype(v.dtype, np.complexfloating):
-                    raise ValueError(f"{name}: modality {m} has non-real dtype {v.dtype}")
-                if np.issubdtype(v.dtype, np.floating) and not np.isfinite(v).all():
-                    raise ValueError(f"{name}: modality {m} contains NaN or infinite values")
+    for name, case in named_cases(train, val, "clustering"):
+        if isinstance(case, np.ndarray) or len(case) == 0:
+            raise ValueError(f"{name}: expected a list of modality volumes, got "
+                             f"{'an array' if isinstance(case, np.ndarray) else 'no modalities'}")
+        check_case_images(name, case, grid, n_mod)
+        n_mod = len(case)
+        for m, v in enumerate(case):
+            v = np.asarray(v)
+            if not np.issubdtype(v.dtype, np.number) or np.issubdtype(v.dtype, np.complexfloating):
+                raise ValueError(f"{name}: modality {m} has non-real dtype {v.dtype}")
+            if np.issubdtype(v.dtype, np.floating) and not np.isfinite(v).all():
+                raise ValueError(f"{name}: modality {m} contains NaN or infinite values")
 
 
 def validate_val_labels(val: Sequence[Case], val_labels: Sequence[np.ndarray | None] | None,

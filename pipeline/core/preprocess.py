@@ -44,6 +44,8 @@ __all__ = [
     "label_to_model_grid",
     "from_model_grid",
     "check_fits",
+    "named_cases",
+    "check_case_images",
 ]
 
 # Resize modes we expose, mapped to torch.nn.functional.interpolate modes for 3D volumes.
@@ -301,3 +303,32 @@ def from_model_grid(arr: np.ndarray, record: GridRecord, *, mode: str = "nearest
     out = np.full((arr.shape[0], *record.original_shape), fill, dtype=out_dtype)
     out[(slice(None), *(slice(c[0], c[1]) for c in record.crop))] = kept.astype(out_dtype)
     return out[0] if squeeze else out
+
+
+def named_cases(train, val, model: str):
+    """Yield ``("TRAIN case 3", case)`` / ``("VAL case 0", case)`` for every case, after refusing an empty split
+    (``model`` names the trainer in the message, e.g. "clustering")."""
+    if len(train) == 0:
+        raise ValueError(f"no TRAIN cases: {model} needs at least one training case")
+    if len(val) == 0:
+        raise ValueError(f"no VAL cases: {model} needs at least one validation case for early stopping")
+    for split, cases in (("TRAIN", train), ("VAL", val)):
+        for i, case in enumerate(cases):
+            yield f"{split} case {i}", case
+
+
+def check_case_images(name: str, images: Sequence[np.ndarray], grid: GridSpec, n_mod: int | None) -> tuple:
+    """Refuse, before training, a case whose modalities number differently from the other cases' ``n_mod``
+    (None for the first case), differ in shape, or do not fit ``grid``; returns the shared shape. The caller
+    has checked that ``images`` is a non-empty list."""
+    if n_mod is not None and len(images) != n_mod:
+        raise ValueError(f"{name} has {len(images)} modalities but TRAIN case 0 has {n_mod}; "
+                         "every case needs the same modalities in the same order")
+    shapes = [np.shape(v) for v in images]
+    if any(s != shapes[0] for s in shapes):
+        raise ValueError(f"{name}: modality shapes differ {shapes}; modalities must share one grid")
+    try:
+        check_fits(shapes[0], grid)
+    except ValueError as exc:
+        raise ValueError(f"{name}: {exc}") from None
+    return shapes[0]

@@ -27,7 +27,7 @@ from monai.transforms import (
     Transform,
 )
 
-from .preprocess import GridSpec, check_fits, label_to_model_grid, to_model_grid
+from .preprocess import GridSpec, check_case_images, label_to_model_grid, named_cases, to_model_grid
 from .unet_config import UNetConfig
 
 __all__ = ["ToModelGridd", "make_unet_augmentation", "make_train_transforms", "build_train_dataset",
@@ -59,32 +59,15 @@ def validate_cases(train: Sequence[Case], val: Sequence[Case], config: UNetConfi
     same-shaped volumes; the same M everywhere; label 0/1 of the image shape; the case fits the grid.
     """
     grid = GridSpec(*config.grid)
-    if len(train) == 0:
-        raise ValueError("no TRAIN cases: the U-Net needs at least one training case")
-    if len(val) == 0:
-        raise ValueError("no VAL cases: the U-Net needs at least one validation case for early stopping")
     n_mod = None
-    for split, cases in (("TRAIN", train), ("VAL", val)):
-        for i, case in enumerate(cases):
-            name = f"{split} case {i}"
-            if isinstance(case, np.ndarray) or not isinstance(case, Sequence) or len(case) != 2:
-                raise ValueError(f"{name}: expected an (images, label) pair")
-            images, label = case
-            if isinstance(images, np.ndarray) or len(images) == 0:
-                raise ValueError(f"{name}: images must be a non-empty list of modality volumes (X, Y, Z)")
-            if n_mod is None:
-                n_mod = len(images)
-            elif len(images) != n_mod:
-                raise ValueError(f"{name} has {len(images)} modalities but TRAIN case 0 has {n_mod}; "
-                                 "every case needs the same modalities in the same order")
-            shapes = [np.shape(v) for v in images]
-            if any(s != shapes[0] for s in shapes):
-                raise ValueError(f"{name}: modality shapes differ {shapes}; modalities must share one grid")
-            _check_label(label, name, shapes[0])
-            try:
-                check_fits(shapes[0], grid)
-            except ValueError as exc:
-                raise ValueError(f"{name}: {exc}") from None
+    for name, case in named_cases(train, val, "the U-Net"):
+        if isinstance(case, np.ndarray) or not isinstance(case, Sequence) or len(case) != 2:
+            raise ValueError(f"{name}: expected an (images, label) pair")
+        images, label = case
+        if isinstance(images, np.ndarray) or len(images) == 0:
+            raise ValueError(f"{name}: images must be a non-empty list of modality volumes (X, Y, Z)")
+        _check_label(label, name, check_case_images(name, images, grid, n_mod))
+        n_mod = len(images)
     return int(n_mod)
 
 
