@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import transaction
 
 from .core.manifest import ManifestEntry
+from .core.names import check_name
 from .core.nifti import VolumeError, check_label, load_volume, resample_to, same_grid, sha256_file
 from .models import Case, Dataset, Image, Label, PredictionSet
 from .storage import StagedVolumes
@@ -82,15 +83,18 @@ class _Loaded:
 
 def import_entries(dataset_name, entries, *, strict=False, max_voxels=None, user=None, progress=None,
                    names=None) -> ImportReport:
-    """Import manifest entries into dataset ``dataset_name`` (created if missing).
+    """Import manifest entries into dataset ``dataset_name``, created with its first imported case (so a
+    refused import leaves no empty dataset behind).
 
     ``names`` maps a file path to the name shown in messages (uploads live in temp files).
-    ``progress(done_cases, total_cases, case)`` is called after each case.
+    ``progress(done_cases, total_cases, case)`` is called after each case. Raises
+    :class:`~pipeline.core.names.InvalidName` for a dataset name that breaks the name rule.
     """
+    check_name(dataset_name, "dataset")
     max_voxels = max_voxels or settings.LABELGEN_MAX_VOXELS
     names = names or {}
     report = ImportReport(dataset_name)
-    dataset, _ = Dataset.objects.get_or_create(name=dataset_name, defaults={"created_by": user})
+    dataset = Dataset.objects.filter(name=dataset_name).first()
     grouped: dict[str, list[ManifestEntry]] = {}
     for entry in entries:
         grouped.setdefault(entry.case, []).append(entry)
@@ -99,7 +103,7 @@ def import_entries(dataset_name, entries, *, strict=False, max_voxels=None, user
         try:
             loaded = _validate_case(dataset, case_id, case_entries, report, known, strict, max_voxels, names)
             if loaded is not None:
-                n_images, n_labels = _store_case(dataset, case_id, case_entries, loaded)
+                dataset, n_images, n_labels = _store_case(dataset_name, user, case_id, case_entries, loaded)
                 report.images += n_images
                 report.labels += n_labels
                 known.update({item.sha256: f"{case_id}/{item.name}" for item in loaded})
@@ -117,6 +121,8 @@ def import_entries(dataset_name, entries, *, strict=False, max_voxels=None, user
 
 def _known_hashes(dataset):
     found = {}
+    if dataset is None:
+        return found
     for model in (Image, Label):
         for sha, name, case in model.objects.filter(case__dataset=dataset).values_list(
                 "sha256", "source_name", "case__external_id"):
@@ -128,7 +134,7 @@ def _validate_case(dataset, case_id, entries, report, known, strict, max_voxels,
     splits = {e.split for e in entries}
     if len(splits) > 1:
         raise CaseRejected(f"rows disagree on the split ({', '.join(sorted(splits))})")
-    existing = Case.objects.filter(dataset=dataset, external_id=case_id).first()
+    existing = dataset and Case.objects.filter(dataset=dataset, external_id=case_id).first()
     if existing and existing.split != entries[0].split:
         raise CaseRejected(f"already imported with split {existing.split}, this manifest says {entries[0].split}")
     fresh, batch = [], {}
@@ -221,10 +227,14 @@ def _grid_text(vol):
     return f"{'x'.join(str(n) for n in vol.shape)} voxels of {spacing} mm"
 
 
-def _store_case(dataset, case_id, entries, loaded):
-    """Write the case's volumes and rows in one transaction; returns (images, labels) stored."""
+def _store_case(dataset_name, user, case_id, entries, loaded):
+    """Write the case's volumes and rows (the dataset's too, if new) in one transaction.
+
+    Returns ``(dataset, images stored, labels stored)``.
+    """
     n_images = n_labels = 0
     with StagedVolumes() as staged, transaction.atomic():
+        dataset, _ = Dataset.objects.get_or_create(name=dataset_name, defaults={"created_by": user})
         case, _ = Case.objects.get_or_create(dataset=dataset, external_id=case_id,
                                              defaults={"split": entries[0].split})
         for item in loaded:
@@ -252,4 +262,4 @@ def _store_case(dataset, case_id, entries, loaded):
                     modality=entry.modality, rater=entry.rater, prediction_set=pset, voxel_count=voxels,
                     volume_ml=voxels * float(np.prod(vol.spacing)) / 1000.0, **common)
                 n_labels += 1
-    return n_images, n_labels
+    return dataset, n_images, n_labels

@@ -1,4 +1,8 @@
-"""Importing uploaded files described by a manifest: the web upload page and the JSON API share this."""
+"""Importing uploaded files described by a manifest: the web upload page and the JSON API share this.
+
+Only the request's own uploads are ever opened: the manifest's ``file`` cells must be the bare names of
+uploaded files (see :func:`pipeline.core.manifest.read_manifest`), never paths on the server.
+"""
 
 import re
 import tempfile
@@ -7,6 +11,7 @@ from pathlib import Path
 from django.conf import settings
 
 from .core.manifest import ManifestError, read_manifest
+from .core.names import InvalidName, check_name
 from .importing import import_entries
 
 SAFE = re.compile(r"[^A-Za-z0-9_.\-]")
@@ -21,6 +26,10 @@ def import_upload(dataset_name, files, manifest_text, *, strict=False, user=None
 
     Returns the :class:`~pipeline.importing.ImportReport`; raises :class:`UploadError` naming the problem.
     """
+    try:
+        check_name(dataset_name, "dataset")
+    except InvalidName as exc:
+        raise UploadError(str(exc)) from None
     if not files:
         raise UploadError("no files were uploaded")
     if not (manifest_text or "").strip():
@@ -29,26 +38,25 @@ def import_upload(dataset_name, files, manifest_text, *, strict=False, user=None
     tmp_root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=tmp_root) as tmp:
         tmp = Path(tmp)
+        (tmp / "files").mkdir()
         saved = {}
         for upload in files:
             name = Path(upload.name).name
-            if SAFE.sub("_", name) != name or name.startswith("."):
-                raise UploadError(f"{name}: file names may only use letters, digits, '.', '_' and '-'")
+            if SAFE.sub("_", name) != name or name.startswith(".") or len(name) > 200:
+                raise UploadError(f"{name[:60]}: file names may only use letters, digits, '.', '_' and '-', "
+                                  "at most 200 of them, not starting with '.'")
             if name in saved:
                 raise UploadError(f"{name}: uploaded twice")
-            with open(tmp / name, "wb") as out:
+            with open(tmp / "files" / name, "wb") as out:
                 for chunk in upload.chunks():
                     out.write(chunk)
-            saved[name] = tmp / name
+            saved[name] = tmp / "files" / name
         manifest_path = tmp / "manifest.csv"
         manifest_path.write_text(manifest_text, encoding="utf-8")
         try:
-            manifest = read_manifest(manifest_path)
+            manifest = read_manifest(manifest_path, uploads=saved)
         except ManifestError as exc:
             raise UploadError(str(exc)) from None
-        missing = sorted({e.file.name for e in manifest.entries} - set(saved))
-        if missing:
-            raise UploadError(f"the manifest names file(s) that were not uploaded: {', '.join(missing)}")
         report = import_entries(dataset_name, manifest.entries, strict=strict, user=user)
         unused = sorted(set(saved) - {e.file.name for e in manifest.entries})
         for name in unused:

@@ -119,7 +119,7 @@ def test_absurd_spacing_and_too_many_voxels(good, tmp_path, media):
     bad.write_bytes(bytes(raw))
     assert_rejected(import_entries("ds", [entry(good["t1"]), entry(bad, modality="t2")]), media, "negspacing")
     report = import_entries("ds", [entry(good["t1"])], max_voxels=1000)
-    assert_rejected(report, media, "c1_t1fsce.nii.gz", "1536")
+    assert_rejected(report, media, "c1_t1fsce.nii.gz", "1,536 voxels")
 
 
 def test_gzip_bomb(good, tmp_path, media):

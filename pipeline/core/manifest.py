@@ -18,15 +18,15 @@ import csv
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from .filenames import guess
+from .names import InvalidName, check_name
 
 KINDS = ("image", "label")
 SOURCES = ("expert", "ai", "prediction", "truth")
 SPLIT_ALIASES = {"train": "TRAIN", "training": "TRAIN", "val": "VAL", "valid": "VAL", "validation": "VAL",
                  "test": "TEST", "testing": "TEST"}
-NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 RICH_COLUMNS = ("case", "file", "modality", "kind", "source", "rater", "prediction_set", "data_split")
 
 
@@ -96,7 +96,14 @@ def read_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
     return header, rows
 
 
-def read_manifest(path) -> Manifest:
+def read_manifest(path, uploads: dict[str, Path] | None = None) -> Manifest:
+    """Read the manifest at ``path``; ``file`` cells resolve against its folder.
+
+    With ``uploads`` (``{bare file name: stored path}``, the web and API import), a ``file`` cell must be
+    the bare name of one of those uploads and resolves to its stored path: a folder part, an absolute path
+    or ``..`` is refused with the same message whatever is on the server's disk, so no other file is ever
+    opened and the answer tells nothing about which files exist.
+    """
     path = Path(path)
     if not path.is_file():
         raise ManifestError(path, 0, "no such file")
@@ -109,9 +116,9 @@ def read_manifest(path) -> Manifest:
     if not rows:
         raise ManifestError(path, 2, "the manifest has a header but no rows")
     if "case" in lower:
-        return Manifest(path, "rich", _rich(path, lower, rows))
+        return Manifest(path, "rich", _rich(path, lower, rows, uploads))
     if {"file", "modality", "data_split"} <= set(lower):
-        entries, warnings = _reference(path, rows)
+        entries, warnings = _reference(path, rows, uploads)
         return Manifest(path, "reference", entries, warnings)
     missing = [c for c in ("case", "file") if c not in lower]
     raise ManifestError(path, 1, f"missing column(s): {', '.join(missing)} (rich format: {', '.join(RICH_COLUMNS)};"
@@ -132,19 +139,32 @@ def _name(path, line, column, value, required=False):
         if required:
             raise ManifestError(path, line, f"{column} is empty")
         return ""
-    if not NAME_RE.match(value):
-        raise ManifestError(path, line, f"{column} {value!r} may only use letters, digits, '.', '_' and '-'")
-    return value
+    try:
+        return check_name(value, column)
+    except InvalidName as exc:
+        raise ManifestError(path, line, str(exc)) from None
 
 
-def _file(path, line, value):
+def _file(path, line, value, uploads=None):
     if not value:
         raise ManifestError(path, line, "file is empty")
+    if uploads is not None:
+        if not is_bare_name(value):
+            raise ManifestError(path, line, f"file {value!r} is not the bare name of an uploaded file "
+                                            "(no folder, no absolute path, no '..')")
+        if value not in uploads:
+            raise ManifestError(path, line, f"file {value!r} was not uploaded")
+        return Path(uploads[value])
     file = Path(value)
     return file if file.is_absolute() else (path.parent / file)
 
 
-def _rich(path, header, rows):
+def is_bare_name(value: str) -> bool:
+    """True for a plain file name: no folder part (POSIX or Windows), no drive, not '.' or '..'."""
+    return value not in (".", "..") and PurePosixPath(value).name == value and PureWindowsPath(value).name == value
+
+
+def _rich(path, header, rows, uploads=None):
     if "file" not in header:
         raise ManifestError(path, 1, "missing column: file")
     entries = []
@@ -165,14 +185,14 @@ def _rich(path, header, rows):
             raise ManifestError(path, line, "a prediction row needs a prediction_set")
         entries.append(ManifestEntry(
             line=line, case=_name(path, line, "case", row.get("case", ""), required=True),
-            file=_file(path, line, row.get("file", "")), kind=kind, modality=modality, source=source,
+            file=_file(path, line, row.get("file", ""), uploads), kind=kind, modality=modality, source=source,
             rater=_name(path, line, "rater", row.get("rater", "")), prediction_set=prediction_set,
             split=_split(path, line, row.get("data_split", "")),
         ))
     return entries
 
 
-def _reference(path, rows):
+def _reference(path, rows, uploads=None):
     groups: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     for line, row in rows:
         modality = row.get("modality", "")
@@ -195,6 +215,7 @@ def _reference(path, rows):
             # The case is named after its first image's file, without the modality word (case007_t2 -> case007).
             guessed = guess(Path(row["file"]).name, modalities=image_modalities).case
             case = re.sub(r"[^A-Za-z0-9_.\-]", "-", guessed).lstrip("-_.") or f"{split.lower()}-{k:03d}"
+            case = _name(path, line, "case", case)
             if case in seen:
                 raise ManifestError(path, line, f"case name {case!r} (from the file name) repeats line {seen[case]}")
             seen[case] = line
@@ -202,11 +223,11 @@ def _reference(path, rows):
                 mline, mrow = mrows[k]
                 if modality.lower().endswith("_label"):
                     drawn_on = modality[: -len("_label")]
-                    entries.append(ManifestEntry(mline, case, _file(path, mline, mrow["file"]), "label",
+                    entries.append(ManifestEntry(mline, case, _file(path, mline, mrow["file"], uploads), "label",
                                                  drawn_on, "expert", _name(path, mline, "rater", mrow.get("rater", "")),
                                                  "", split))
                 else:
-                    entries.append(ManifestEntry(mline, case, _file(path, mline, mrow["file"]), "image",
+                    entries.append(ManifestEntry(mline, case, _file(path, mline, mrow["file"], uploads), "image",
                                                  _name(path, mline, "modality", modality), split=split))
         warnings.append(f"reference format: {len(by_modality[image_modalities[0]])} {split} case(s) paired by row "
                         f"order within the split ({', '.join(by_modality)}); check the pairing if rows were sorted")

@@ -150,6 +150,16 @@ class _Layout:
     nbytes: int  # offset + voxel bytes: the size the header implies
 
 
+def _float32_size(n_voxels: int) -> str:
+    """The memory ``n_voxels`` take as float32, in a readable unit (the import limit is a memory budget)."""
+    size, unit = n_voxels * 4.0, "bytes"
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            break
+        size /= 1024
+    return f"{size:,.0f} bytes" if unit == "bytes" else f"{size:,.1f} {unit}"
+
+
 def _check_header(hdr: nib.Nifti1Header, filename: str, max_voxels: int) -> _Layout:
     """Refuse absurd headers before any data is read or allocated."""
     dim = [int(d) for d in hdr["dim"]]
@@ -172,7 +182,8 @@ def _check_header(hdr: nib.Nifti1Header, filename: str, max_voxels: int) -> _Lay
     n_vox = math.prod(shape)
     if n_vox > max_voxels:
         raise VolumeError(
-            filename, f"header claims {n_vox} voxels (shape {shape}), more than the limit of {max_voxels}"
+            filename, f"header claims {n_vox:,} voxels (shape {shape}, {_float32_size(n_vox)} as float32), more "
+            f"than the import limit of {max_voxels:,} voxels ({_float32_size(max_voxels)} as float32)"
         )
     try:
         dtype = np.dtype(hdr.get_data_dtype())

@@ -1,16 +1,26 @@
 """Datasets of 3D MRI cases: images (one per modality), labels (expert, AI, prediction, truth)."""
 
 from django.conf import settings
-from django.core.validators import RegexValidator
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.urls import reverse
 
-NAME_VALIDATOR = RegexValidator(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$",
-                                "Use letters, digits, '.', '_' and '-' (starting with a letter or digit).")
+from ..core.names import MAX_LENGTH, RULE, InvalidName, check_name
+
+
+def validate_name(value):
+    """The shared name rule (pipeline.core.names); the field's own max_length bounds the length."""
+    try:
+        check_name(value, "name", max_length=len(value) or 1)
+    except InvalidName:
+        raise ValidationError(f"Use {RULE}.", code="invalid_name") from None
+
+
+NAME_VALIDATOR = validate_name
 
 
 class Dataset(models.Model):
-    name = models.CharField(max_length=100, unique=True, validators=[NAME_VALIDATOR])
+    name = models.CharField(max_length=MAX_LENGTH["dataset"], unique=True, validators=[NAME_VALIDATOR])
     description = models.TextField(blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -35,7 +45,7 @@ class Case(models.Model):
         TEST = "TEST", "Test"
 
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="cases")
-    external_id = models.CharField(max_length=120, validators=[NAME_VALIDATOR])
+    external_id = models.CharField(max_length=MAX_LENGTH["case"], validators=[NAME_VALIDATOR])
     split = models.CharField(max_length=5, choices=Split.choices, default=Split.TRAIN, db_index=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -83,7 +93,7 @@ class Volume(models.Model):
 
 class Image(Volume):
     case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="images")
-    modality = models.CharField(max_length=40, validators=[NAME_VALIDATOR])
+    modality = models.CharField(max_length=MAX_LENGTH["modality"], validators=[NAME_VALIDATOR])
     dtype = models.CharField(max_length=20)
     intensity_min = models.FloatField()
     intensity_max = models.FloatField()
@@ -101,7 +111,7 @@ class PredictionSet(models.Model):
     """A named set of predicted segmentations over a dataset's cases (from a run or imported)."""
 
     dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="prediction_sets")
-    name = models.CharField(max_length=100, validators=[NAME_VALIDATOR])
+    name = models.CharField(max_length=MAX_LENGTH["prediction_set"], validators=[NAME_VALIDATOR])
     description = models.TextField(blank=True)
     run = models.ForeignKey("pipeline.Run", null=True, blank=True, on_delete=models.SET_NULL,
                             related_name="prediction_sets")
@@ -129,8 +139,8 @@ class Label(Volume):
 
     case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="labels")
     source = models.CharField(max_length=12, choices=Source.choices, db_index=True)
-    modality = models.CharField(max_length=40, blank=True, help_text="the modality it was drawn on, if any")
-    rater = models.CharField(max_length=80, blank=True)
+    modality = models.CharField(max_length=MAX_LENGTH["modality"], blank=True, help_text="the modality it was drawn on, if any")
+    rater = models.CharField(max_length=MAX_LENGTH["rater"], blank=True)
     prediction_set = models.ForeignKey(PredictionSet, null=True, blank=True, on_delete=models.CASCADE,
                                        related_name="labels")
     run = models.ForeignKey("pipeline.Run", null=True, blank=True, on_delete=models.SET_NULL,

@@ -254,9 +254,9 @@ def test_absurd_dims_refused(tmp_path, dims, why):
 def test_max_voxels_checked_from_header_before_reading(tmp_path):
     # A 400-byte file whose header claims 30000^3 voxels: must be refused for size, not for truncation.
     raw = _patch(_nifti_bytes(np.zeros((2, 2, 2), np.uint8)), OFF_DIM, "<4h", 3, 30000, 30000, 30000)
-    _refused(_write(tmp_path, "huge.nii", raw), "27000000000000 voxels", "limit")
+    _refused(_write(tmp_path, "huge.nii", raw), "27,000,000,000,000 voxels", "98.2 TiB as float32", "limit")
     p = _write(tmp_path, "ok.nii", _nifti_bytes(_image()))
-    _refused(p, "more than the limit of 1000", max_voxels=1000)
+    _refused(p, "more than the import limit of 1,000 voxels (3.9 KiB as float32)", max_voxels=1000)
     assert load_volume(p, max_voxels=int(np.prod(SHAPE))).shape == SHAPE
 
 

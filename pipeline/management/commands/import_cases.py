@@ -2,6 +2,7 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from pipeline.core.manifest import ManifestError, read_manifest
+from pipeline.core.names import InvalidName, check_name
 from pipeline.importing import import_entries
 
 
@@ -18,6 +19,10 @@ class Command(BaseCommand):
         parser.add_argument("--no-progress", action="store_true")
 
     def handle(self, manifest, dataset, strict, max_voxels, no_progress, **options):
+        try:
+            check_name(dataset, "dataset")
+        except InvalidName as exc:
+            raise CommandError(f"--dataset: {exc}") from None
         try:
             parsed = read_manifest(manifest)
         except ManifestError as exc:

@@ -4,6 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from pipeline.core.filenames import stem
 from pipeline.core.manifest import ManifestEntry
+from pipeline.core.names import InvalidName, check_name
 from pipeline.importing import import_entries
 from pipeline.models import Case, Dataset
 
@@ -18,6 +19,10 @@ class Command(BaseCommand):
         parser.add_argument("--set", required=True, dest="set_name", help="name of the prediction set")
 
     def handle(self, folder, dataset, set_name, **options):
+        try:
+            check_name(set_name, "prediction_set")
+        except InvalidName as exc:
+            raise CommandError(f"--set: {exc}") from None
         ds = Dataset.objects.filter(name=dataset).first()
         if ds is None:
             raise CommandError(f"no dataset named {dataset!r}")
