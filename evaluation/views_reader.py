@@ -5,8 +5,6 @@ A reader reaches items only through their own assignment (``study pk`` + ``posit
 same page through the preview URLs (``views_coordinator``), where voting is disabled.
 """
 
-import json
-
 from django.http import Http404, HttpResponse, JsonResponse
 from django.middleware.csrf import get_token
 from django.shortcuts import get_object_or_404, redirect, render
@@ -15,6 +13,7 @@ from django.views.decorators.cache import cache_control, never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.roles import can, capability_required
+from labelgen_web.json_body import BadJSON, read_json
 from pipeline.viewer import viewer_bytes
 
 from .forms import VoteForm
@@ -154,15 +153,17 @@ def reader_item_config(request, pk, position):
 @require_POST
 @capability_required("vote")
 def reader_vote(request, pk, position):
-    """Record an answer (JSON body: choice, confidence, comment, time_ms). Idempotent."""
-    assignment = get_object_or_404(Assignment.objects.select_related("study"), study_id=pk, reader=request.user,
-                                   preview=False)
+    """Record an answer (JSON body: choice, confidence, comment, time_ms). Idempotent.
+
+    A draft study's items are a 404 here exactly as on its other reader URLs (no hint of the assignment).
+    """
+    assignment = _assignment(request, pk)
     item = _item(assignment, position)
     try:
-        payload = json.loads(request.body or b"{}")
-        if not isinstance(payload, dict):
-            raise ValueError
-    except ValueError:
+        payload = read_json(request, max_bytes=16 * 1024, empty={})
+    except BadJSON as exc:
+        return JsonResponse({"error": f"The answer must be a JSON object: {exc}."}, status=400)
+    if not isinstance(payload, dict):
         return JsonResponse({"error": "The answer must be a JSON object."}, status=400)
     form = VoteForm(payload, study=assignment.study)
     if not form.is_valid():

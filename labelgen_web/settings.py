@@ -4,10 +4,12 @@ Embedded defaults need no server: SQLite and kombu's filesystem broker under ``v
 set ``DATABASE_URL`` (PostgreSQL) and ``CELERY_BROKER_URL`` (Redis); see README "Production".
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
 import plotly
+from django.core.exceptions import ImproperlyConfigured
 
 from .env import env_bool, env_int, env_list, env_str, local_secret_key
 
@@ -15,8 +17,19 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(env_str("LABELGEN_VAR_DIR", str(BASE_DIR / "var")))
 
 DEBUG = env_bool("DEBUG", False)
-# Production sets SECRET_KEY; a single-machine install keeps a generated one under var/ (never committed).
-SECRET_KEY = env_str("SECRET_KEY") or local_secret_key(VAR_DIR / "secret_key")
+# Production must set SECRET_KEY, the same on every web and worker machine: a key generated per machine
+# would break sessions and the signed volume URLs across a multi-machine web tier. Only DEBUG (the demo)
+# keeps a generated one under var/ (never committed).
+SECRET_KEY = env_str("SECRET_KEY") or ""
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set. With DEBUG off labelgen refuses to guess one: set SECRET_KEY to one long "
+            "random secret shared by every web and worker machine (e.g. python -c 'import secrets; "
+            "print(secrets.token_urlsafe(50))'). For the one-machine demo run with DEBUG=1 (make demo), which "
+            "keeps a generated key in var/secret_key."
+        )
+    SECRET_KEY = local_secret_key(VAR_DIR / "secret_key")
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS")
 
@@ -27,6 +40,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
+    "axes",
     "accounts",
     "pipeline",
     "evaluation",
@@ -43,7 +57,30 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "labelgen_web.middleware.ReadableErrorsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out login into the lock-out page.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# --- Login throttling (django-axes): after LABELGEN_LOGIN_FAILURES failed logins for one user name, or
+# from one client address, further attempts are refused (the right password included) for
+# LABELGEN_LOGIN_LOCKOUT_MINUTES; a success resets the count. `manage.py axes_list_attempts` lists them,
+# `manage.py axes_reset_username NAME` / `axes_reset` clear them; admins also on /accounts/lockouts/.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+# 10, not fewer: the per-address count is shared by everyone behind one hospital NAT.
+AXES_FAILURE_LIMIT = env_int("LABELGEN_LOGIN_FAILURES", 10)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LABELGEN_LOGIN_LOCKOUT_MINUTES", 15))
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_CALLABLE = "accounts.views.locked_out"
+AXES_ENABLE_ADMIN = False
+AXES_VERBOSE = False
+if env_bool("LABELGEN_BEHIND_PROXY", False):
+    AXES_IPWARE_PROXY_COUNT = 1
+    AXES_IPWARE_META_PRECEDENCE_ORDER = ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"]
 
 ROOT_URLCONF = "labelgen_web.urls"
 TEMPLATES = [
@@ -156,22 +193,44 @@ CELERY_TASK_ROUTES = {"pipeline.tasks.*": {"queue": "gpu"}}
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 
-# Study reports are cached per votes fingerprint; a file cache is shared by every web and worker process.
-CACHES = {
-    "default": {
-        "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
-        "LOCATION": env_str("LABELGEN_CACHE_DIR", str(VAR_DIR / "cache")),
-        "OPTIONS": {"MAX_ENTRIES": 2000},
+# Study reports are cached per votes fingerprint, and cache.add() is the lock that queues the slow mixed
+# model once. Production: CACHE_URL (Redis, Django's own RedisCache). Embedded default: a file cache shared
+# by every web and worker process on the machine, whose add() is locked across processes.
+CACHE_URL = env_str("CACHE_URL") or ""
+if CACHE_URL:
+    if not CACHE_URL.startswith(("redis://", "rediss://", "unix://")):
+        raise ImproperlyConfigured(f"CACHE_URL={CACHE_URL!r} is not a Redis URL (redis://host:6379/1)")
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL,
+                          "KEY_PREFIX": "labelgen"}}
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "labelgen_web.cache.LockedFileBasedCache",
+            "LOCATION": env_str("LABELGEN_CACHE_DIR", str(VAR_DIR / "cache")),
+            "OPTIONS": {"MAX_ENTRIES": 2000},
+        }
     }
-}
 
 LABELGEN_DEVICE = env_str("LABELGEN_DEVICE", "auto")
-LABELGEN_MAX_VOXELS = env_int("LABELGEN_MAX_VOXELS", 1024 * 1024 * 512)
+# A memory budget: 64 Mi voxels is 256 MiB per volume as float32 (e.g. 512x512x256). Importing one case
+# of two modalities and a label at that size peaks at about 2.6 GB (bench/import_bench.py --memory), so
+# several web and worker processes importing at once stay well inside a 24 GiB machine.
+LABELGEN_MAX_VOXELS = env_int("LABELGEN_MAX_VOXELS", 64 * 1024 * 1024)
+
+# Runs heartbeat every LABELGEN_RUN_HEARTBEAT_SECONDS while they work. A running run whose heartbeat is
+# older than LABELGEN_RUN_LOST_MINUTES is taken as lost (its worker died) and re-queued, up to
+# LABELGEN_RUN_MAX_ATTEMPTS deliveries; every worker checks every LABELGEN_RUN_CHECK_SECONDS.
+LABELGEN_RUN_HEARTBEAT_SECONDS = env_int("LABELGEN_RUN_HEARTBEAT_SECONDS", 30)
+LABELGEN_RUN_LOST_MINUTES = env_int("LABELGEN_RUN_LOST_MINUTES", 3)
+LABELGEN_RUN_LOST_SECONDS = env_int("LABELGEN_RUN_LOST_SECONDS", 60 * LABELGEN_RUN_LOST_MINUTES)
+LABELGEN_RUN_MAX_ATTEMPTS = env_int("LABELGEN_RUN_MAX_ATTEMPTS", 3)
+LABELGEN_RUN_CHECK_SECONDS = env_int("LABELGEN_RUN_CHECK_SECONDS", 60)
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    # axes logs every login at INFO; lock-outs come at WARNING.
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
 }

@@ -1,6 +1,12 @@
 """Settings for the test suite: production settings with plain HTTP, plain static storage, fast hashing."""
 
-from .settings import *  # noqa: F403
+import os
+
+# Production settings refuse to start without SECRET_KEY when DEBUG is off; the tests (and the workers
+# they start) run with DEBUG off, so they bring a key of their own.
+os.environ.setdefault("SECRET_KEY", "labelgen-test-suite-only-secret-key-never-used-in-production-3b1f")
+
+from .settings import *  # noqa: E402, F403
 
 SECURE_SSL_REDIRECT = False
 SESSION_COOKIE_SECURE = False

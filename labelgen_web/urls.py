@@ -1,4 +1,9 @@
-from django.urls import include, path
+from django.urls import include, path, register_converter
+
+from .converters import IdConverter
+
+# Registered before the apps' URLconfs are included: they use <id:...> for every database id.
+register_converter(IdConverter, "id")
 
 urlpatterns = [
     path("", include("accounts.urls")),

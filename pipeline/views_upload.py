@@ -1,7 +1,5 @@
 """Uploading NIfTI files into a dataset: the coordinator's page and the token-authenticated JSON API."""
 
-import json
-
 from django.contrib.auth.decorators import login_not_required
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, render
@@ -10,6 +8,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts.roles import can, capability_required
 from accounts.tokens import user_from_request
+from labelgen_web.json_body import BadJSON, read_json
 
 from .core.filenames import guess
 from .models import Dataset
@@ -29,9 +28,9 @@ def upload_page(request, pk):
 def upload_guess(request, pk):
     dataset = get_object_or_404(Dataset, pk=pk)
     try:
-        names = json.loads(request.body)["names"]
+        names = read_json(request, max_bytes=256 * 1024, max_depth=3)["names"]
         assert isinstance(names, list) and all(isinstance(n, str) for n in names)
-    except (ValueError, KeyError, AssertionError):
+    except (BadJSON, TypeError, KeyError, AssertionError):
         return JsonResponse({"error": 'send {"names": ["file.nii.gz", ...]}'}, status=400)
     modalities = tuple(dataset.modalities()) or DEFAULT_MODALITIES
     return JsonResponse({"guesses": [{"file": n, **guess(n, modalities).to_dict()} for n in names]})

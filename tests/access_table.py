@@ -21,6 +21,8 @@ CORE_ROWS = [
     ("home", "get", (), ANY_ROLE),
     ("login", "get", (), ANY_ROLE),
     ("logout", "post", (), ANY_ROLE),
+    ("favicon", "get", (), ANY_ROLE),
+    ("lockouts", "get", (), COORD),
     ("pipeline:run_list", "get", (), ADMIN_ONLY),
     ("pipeline:device_check_launch", "post", (), ADMIN_ONLY),
     ("pipeline:run_detail", "get", ("run",), ADMIN_ONLY),
@@ -32,6 +34,8 @@ CORE_ROWS = [
 
 # Pages anonymous users may see (everything else redirects them to the login page).
 PUBLIC = {"login"}
+# Public URLs that answer anyone with a redirect elsewhere than the login page.
+PUBLIC_REDIRECTS = {"favicon"}
 # URLs whose normal answer is a redirect to the login page (so that redirect is not a denial).
 LANDS_ON_LOGIN = {"logout"}
 

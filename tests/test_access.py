@@ -3,7 +3,7 @@
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
-from tests.access_table import ACCESS, LANDS_ON_LOGIN, PUBLIC, SELF_AUTHENTICATED
+from tests.access_table import ACCESS, LANDS_ON_LOGIN, PUBLIC, PUBLIC_REDIRECTS, SELF_AUTHENTICATED
 from tests.conftest import make_user
 
 pytestmark = pytest.mark.django_db
@@ -59,6 +59,8 @@ def test_access(client_for, access_objects, monkeypatch, name, method, args, exp
     if role == "anonymous":
         if name in PUBLIC:
             assert response.status_code == 200
+        elif name in PUBLIC_REDIRECTS:
+            assert response.status_code == 301 and not response.url.startswith(login), (url, response.status_code)
         else:
             assert response.status_code == 302 and response.url.startswith(login), (url, response.status_code)
         return
