@@ -18,6 +18,7 @@ import argparse
 import itertools
 import json
 import os
+import secrets
 import sys
 import tempfile
 import time
@@ -40,6 +41,7 @@ def main():
     args = parser.parse_args()
     tmp = tempfile.mkdtemp(prefix="label-quality-")
     os.environ.update({"LABELGEN_VAR_DIR": tmp, "DJANGO_SETTINGS_MODULE": "labelgen_web.settings"})
+    os.environ.setdefault("SECRET_KEY", secrets.token_hex(32))  # production settings refuse to start without one
     os.environ.pop("DATABASE_URL", None)
     sys.path.insert(0, str(ROOT))
     import django

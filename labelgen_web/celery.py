@@ -3,6 +3,7 @@
 import os
 
 from celery import Celery
+from celery.signals import worker_ready
 from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "labelgen_web.settings")
@@ -20,3 +21,11 @@ def make_broker_folders(sender, **kwargs):
     for key in ("data_folder_in", "data_folder_out", "processed_folder", "control_folder"):
         if options.get(key):
             os.makedirs(options[key], exist_ok=True)
+
+
+@worker_ready.connect
+def watch_for_lost_runs(sender, **kwargs):
+    """Every worker re-queues runs whose worker died (pipeline.execution): no beat server needed."""
+    from pipeline.execution import start_lost_run_watch
+
+    start_lost_run_watch()

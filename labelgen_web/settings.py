@@ -213,7 +213,7 @@ else:
 
 LABELGEN_DEVICE = env_str("LABELGEN_DEVICE", "auto")
 # A memory budget: 64 Mi voxels is 256 MiB per volume as float32 (e.g. 512x512x256). Importing one case
-# of two modalities and a label at that size peaks at about 2.6 GB (bench/import_bench.py --memory), so
+# of two float32 modalities and a label at that size peaks at 1.1 GB RSS (bench/import_bench.py --at-limit), so
 # several web and worker processes importing at once stay well inside a 24 GiB machine.
 LABELGEN_MAX_VOXELS = env_int("LABELGEN_MAX_VOXELS", 64 * 1024 * 1024)
 

@@ -99,6 +99,8 @@ def run_clustering(run, ctx):
     trainer = ClusteringTrainer(config)
     result = trainer.fit(train, val, checkpoint_dir=run_dir(run) / "checkpoints", on_epoch=on_epoch,
                          should_stop=ctx.should_stop, val_labels=val_labels)
+    if result.resumed_from:
+        ctx.note(f"resumed from the checkpoint of epoch {result.resumed_from}")
     for stats in result.history[: result.resumed_from]:
         ctx.event(stats.epoch, stats.to_dict())  # a previous attempt may have died before recording these
     if result.stopped_reason == "cancelled":

@@ -78,3 +78,9 @@ def train_unet(run_id):
     if comparison_id:
         finalize_comparison(comparison_id)
     return status
+
+
+def task_for_kind():
+    """``{run kind: task}`` for the runs a worker executes (a comparison is finished by its arms' tasks)."""
+    return {"device_check": device_check, "clustering": train_clustering, "refinement": refine_labels,
+            "training": train_unet}

@@ -77,6 +77,8 @@ def run_training(run, ctx):
     result = trainer.fit([(imgs, m) for _, imgs, m in cases["TRAIN"]], [(imgs, m) for _, imgs, m in cases["VAL"]],
                          modalities=modalities, checkpoint_dir=run_dir(run) / "checkpoints", on_epoch=on_epoch,
                          should_stop=ctx.should_stop)
+    if result.resumed_from:
+        ctx.note(f"resumed from the checkpoint of epoch {result.resumed_from}")
     for stats in result.history[: result.resumed_from]:
         ctx.event(stats.epoch, stats.to_dict(), series=run.arm_name)
     if result.stopped_reason == "cancelled":

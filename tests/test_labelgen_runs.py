@@ -130,7 +130,8 @@ class WorkerDied(BaseException):
     """Not an Exception: like a killed worker, it escapes execute() and leaves the run RUNNING."""
 
 
-def test_resume_after_worker_death_continues_from_last_epoch(tiny):
+def test_resume_after_worker_death_continues_from_last_epoch(tiny, settings):
+    settings.LABELGEN_RUN_LOST_SECONDS = 1  # the redelivery waits until the dead worker's heartbeat is this old
     run = make_run(tiny, max_epochs=4, patience=10)
 
     def dying(r, ctx):

@@ -35,7 +35,10 @@ class Run(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
-    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True, help_text="last sign of life of the worker running it")
+    lease = models.CharField(max_length=32, blank=True, editable=False,
+                             help_text="token of the delivery now running it; a lost worker's writes are refused")
+    history = models.JSONField(default=list, blank=True, help_text="[{at, text}]: starts, losses, resumes")
 
     class Meta:
         ordering = ["-created_at", "-id"]
@@ -76,11 +79,23 @@ class Run(models.Model):
         return model.objects.get(pk=self.pk)
 
     # Updates go through queryset.update so a worker never overwrites a cancel request made meanwhile.
+    # The worker's own instance carries its lease (set by pipeline.execution): its writes count as a
+    # heartbeat and are refused (RunLost) once another delivery has taken the run over.
     def update_fields(self, **fields):
-        fields.setdefault("heartbeat_at", timezone.now())
-        type(self).objects.filter(pk=self.pk).update(**fields)
+        lease = getattr(self, "_lease", None)
+        rows = type(self).objects.filter(pk=self.pk)
+        if lease:
+            fields.setdefault("heartbeat_at", timezone.now())
+            rows = rows.filter(lease=lease)
+        if not rows.update(**fields) and lease:
+            raise RunLost(self.pk)
         for name, value in fields.items():
             setattr(self, name, value)
+
+    def note(self, text):
+        """Add a line to the run's history (what the run page lists under "What happened")."""
+        entry = {"at": timezone.now().isoformat(timespec="seconds"), "text": str(text)[:300]}
+        self.update_fields(history=[*self.history, entry][-50:])
 
     def request_cancel(self):
         if self.is_finished:
@@ -94,6 +109,14 @@ class Run(models.Model):
 
     def cancel_was_requested(self):
         return Run.objects.filter(pk=self.pk, cancel_requested=True).exists()
+
+
+class RunLost(Exception):
+    """This delivery no longer holds the run: it was taken as lost and another delivery took it over."""
+
+    def __init__(self, run_pk):
+        super().__init__(f"run {run_pk} was taken over by another delivery; this one stops without writing")
+        self.run_pk = run_pk
 
 
 class RunEvent(models.Model):
