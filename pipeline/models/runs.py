@@ -92,6 +92,12 @@ class Run(models.Model):
         for name, value in fields.items():
             setattr(self, name, value)
 
+    def history_entries(self):
+        """``[(datetime, text)]`` of :attr:`history`, for the run page."""
+        from datetime import datetime
+
+        return [(datetime.fromisoformat(e["at"]), e["text"]) for e in self.history]
+
     def note(self, text):
         """Add a line to the run's history (what the run page lists under "What happened")."""
         entry = {"at": timezone.now().isoformat(timespec="seconds"), "text": str(text)[:300]}
