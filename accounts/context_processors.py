@@ -1,4 +1,4 @@
-from .roles import can
+from accounts.roles import can
 
 
 def roles(request):

@@ -14,7 +14,7 @@ def hash_key(key):
 
 def new_token(user, name=""):
     """Create a token for ``user``; returns ``(token_row, key)``. The key is shown once and never stored."""
-    from .models import ApiToken
+    from accounts.models import ApiToken
 
     key = PREFIX + secrets.token_urlsafe(32)
     return ApiToken.objects.create(user=user, name=name, key_hash=hash_key(key), hint=key[:8]), key
@@ -22,7 +22,7 @@ def new_token(user, name=""):
 
 def user_from_request(request):
     """The active user whose token is in the Authorization header, or None."""
-    from .models import ApiToken
+    from accounts.models import ApiToken
 
     scheme, _, key = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "token" or not key.startswith(PREFIX):

@@ -8,7 +8,7 @@ from django.utils import timezone
 from django.views.decorators.cache import cache_control
 from django.views.decorators.http import require_GET, require_POST
 
-from .roles import capability_required, home_url_name
+from accounts.roles import capability_required, home_url_name
 
 
 def home(request):

@@ -78,7 +78,7 @@ def _best_union_dice(cmap: np.ndarray, truth: np.ndarray) -> float:
 def _quality(overrides: dict) -> dict:
     from pipeline.core.metrics import dice
     from pipeline.core.phantoms import make_phantom_case
-    from pipeline.core.refine import RefineParams, refine_label
+    from pipeline.core.refinement import RefineParams, refine_label
 
     cases = [make_phantom_case(f"case{i:03d}", size=128, depth=16, seed=i) for i in range(10)]
     mods = ("t1fsce", "t2")

@@ -50,13 +50,13 @@ def main():
     import numpy as np
     from django.core.management import call_command
 
-    from pipeline.config_files import clustering_config, refine_config
+    from pipeline.core.io.nifti import load_volume
     from pipeline.core.metrics import best_regions, dice
-    from pipeline.core.nifti import load_volume
     from pipeline.core.phantoms import write_phantom_dataset
-    from pipeline.execution import execute
-    from pipeline.labelgen import run_clustering, run_refinement
+    from pipeline.labelgen.runs import run_clustering, run_refinement
     from pipeline.models import Case, ClusteringRun, Dataset, Label, RefinementRun
+    from pipeline.runs.execution import execute
+    from pipeline.runs.presets import clustering_config, refine_config
 
     call_command("migrate", verbosity=0)
     manifest = write_phantom_dataset(Path(tmp) / "data", n_cases=args.cases, size=args.size, depth=args.depth,

@@ -72,8 +72,8 @@ def blob(shape, center, scale):
 
 
 def make_dataset(name, shape, n_cases, rng):
+    from pipeline.datasets.storage import store_volume
     from pipeline.models import Case, Dataset, Image, Label, PredictionSet
-    from pipeline.storage import store_volume
 
     affine = np.diag([0.5 * 256 / shape[0], 0.5 * 256 / shape[1], 4.0, 1.0])
     dataset = Dataset.objects.create(name=name)

@@ -1,4 +1,4 @@
-"""Benchmark step 2 (pipeline.core.refine.refine_label) on one synthetic 512x512x32 case; prints JSON.
+"""Benchmark step 2 (pipeline.core.refinement.refine_label) on one synthetic 512x512x32 case; prints JSON.
 
 Cluster map: smoothed Gaussian noise quantised into ~30 clusters (uint8), plus 3 clusters made inside each
 lesion; expert labels: a few ellipsoidal lesions of different sizes, drawn on two "modalities" that disagree slightly (combined by union).
@@ -24,7 +24,7 @@ from scipy import ndimage as ndi
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.core.refine import RefineParams, refine_label  # noqa: E402
+from pipeline.core.refinement import RefineParams, refine_label  # noqa: E402
 
 
 def synthetic_case(shape=(512, 512, 32), n_clusters=30, n_lesions=5, seed=0, pattern="product"):

@@ -2,10 +2,9 @@
 
 from django import forms
 
+from evaluation.models import Study
+from evaluation.services import readers_queryset, shared_cases
 from pipeline.models import Dataset, PredictionSet
-
-from .models import Study
-from .services import readers_queryset, shared_cases
 
 
 class ReaderChoiceField(forms.ModelMultipleChoiceField):

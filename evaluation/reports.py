@@ -12,7 +12,7 @@ import pandas as pd
 from django.core.cache import cache
 from django.db.models import Count, Max
 
-from .models import Item, Study, Vote
+from evaluation.models import Item, Study, Vote
 
 REPORT_VERSION = 1
 CHOICE_CODE = {"left": "a", "right": "b", "none": "tie"}
@@ -90,7 +90,7 @@ def cached_report(study, *, n_boot=2000):
     """``(report dict, votes frame or None, fingerprint)``; the statistics are computed once per fingerprint.
     The votes frame comes back when it was read here (the report was not cached), so callers need not read
     the votes a second time."""
-    from .stats import study_report
+    from evaluation.stats import study_report
 
     fingerprint = votes_fingerprint(study)
     key = f"study-report:{study.pk}:{fingerprint}:{n_boot}"
@@ -111,7 +111,7 @@ def mixed_model_key(study, fingerprint):
 
 def compute_mixed_models(study_pk, fingerprint):
     """The mixed model of each arm pair (slow on big studies): run by a background task, cached."""
-    from .stats import VotesError, mixed_model, normalise_votes
+    from evaluation.stats import VotesError, mixed_model, normalise_votes
 
     study = Study.objects.get(pk=study_pk)
     df = normalise_votes(votes_frame(study, with_dice=False))

@@ -13,10 +13,9 @@ from django.db.models import Count, Max, Q
 from django.utils import timezone
 
 from accounts.roles import GROUPS, READER
+from evaluation.design import derive_seed, plan_items
+from evaluation.models import Arm, Assignment, Item, Study, StudyCase, Vote, VoteRevision
 from pipeline.models import Case, Label
-
-from .design import derive_seed, plan_items
-from .models import Arm, Assignment, Item, Study, StudyCase, Vote, VoteRevision
 
 
 class StudyError(Exception):

@@ -1,8 +1,8 @@
 from django.urls import path
 
-from . import views_coordinator as coord
-from . import views_reader as reader
-from . import views_report as report
+from evaluation import views_coordinator as coord
+from evaluation import views_reader as reader
+from evaluation import views_report as report
 
 app_name = "evaluation"
 urlpatterns = [

@@ -9,7 +9,7 @@ the same colormap.
 from django.templatetags.static import static
 from django.urls import reverse
 
-from .volumes import item_focus, volume_key
+from evaluation.volumes import item_focus, volume_key
 
 #: Sync both ways between the two canvases: crosshair/slice, zoom/pan, layout, window/level.
 PAIR_SYNC = {"2d": True, "3d": True, "crosshair": True, "zoomPan": True, "sliceType": True,

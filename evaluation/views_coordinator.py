@@ -8,11 +8,18 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from accounts.roles import capability_required
-
-from .forms import AssignReadersForm, PairsForm, StudyForm
-from .models import Assignment, Item, Study, Vote
-from .services import StudyError, assign_readers, create_study, progress, remove_reader, set_pairs, set_status
-from .views_reader import item_payload, page_context
+from evaluation.forms import AssignReadersForm, PairsForm, StudyForm
+from evaluation.models import Assignment, Item, Study, Vote
+from evaluation.services import (
+    StudyError,
+    assign_readers,
+    create_study,
+    progress,
+    remove_reader,
+    set_pairs,
+    set_status,
+)
+from evaluation.views_reader import item_payload, page_context
 
 
 @capability_required("coordinate")

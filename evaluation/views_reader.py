@@ -13,14 +13,13 @@ from django.views.decorators.cache import cache_control, never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.roles import can, capability_required
+from evaluation.forms import VoteForm
+from evaluation.models import Assignment, Item, Study
+from evaluation.services import StudyError, counts, record_vote
+from evaluation.viewer_config import item_viewer_config
+from evaluation.volumes import resolve_key
 from labelgen_web.json_body import BadJSON, read_json
-from pipeline.viewer import viewer_bytes
-
-from .forms import VoteForm
-from .models import Assignment, Item, Study
-from .services import StudyError, counts, record_vote
-from .viewer_config import item_viewer_config
-from .volumes import resolve_key
+from pipeline.datasets.viewer import viewer_bytes
 
 
 def _assignment(request, pk):

@@ -8,11 +8,10 @@ from django.shortcuts import get_object_or_404, render
 from django.utils.text import slugify
 
 from accounts.roles import capability_required
-
-from . import tasks
-from .models import Item, Study, Vote
-from .report_charts import all_figures
-from .reports import cached_report, mixed_model_key, votes_frame
+from evaluation import tasks
+from evaluation.models import Item, Study, Vote
+from evaluation.report_charts import all_figures
+from evaluation.reports import cached_report, mixed_model_key, votes_frame
 
 UNBLINDING_ROWS = 500
 

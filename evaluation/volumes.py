@@ -3,7 +3,7 @@ and the slice to open at.
 
 URL keys are HMACs of (item id, what) under the project secret and a per-study secret: unguessable, different
 for every item and side, and nothing in them is stable per arm. The bytes come from
-:func:`pipeline.viewer.viewer_bytes` (blinded, compact, cached by content; never exposed in URLs).
+:func:`pipeline.datasets.viewer.viewer_bytes` (blinded, compact, cached by content; never exposed in URLs).
 """
 
 import hmac
@@ -11,7 +11,7 @@ import hmac
 import numpy as np
 from django.utils.crypto import salted_hmac
 
-from pipeline.core.nifti import load_volume
+from pipeline.core.io.nifti import load_volume
 
 SIDES = ("left", "right")
 _SALT = "labelgen.evaluation.volume"

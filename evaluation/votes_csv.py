@@ -29,7 +29,7 @@ from typing import IO
 
 import pandas as pd
 
-from .stats_base import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
+from evaluation.stats.base import OPTIONAL_COLUMNS, REQUIRED_COLUMNS
 
 
 class VotesCsvError(ValueError):

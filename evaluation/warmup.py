@@ -30,8 +30,8 @@ def warm_up():
     """Load the URLconf, then compute a report and its figures on :func:`tiny_votes`; returns the figures."""
     from django.urls import get_resolver
 
-    from .report_charts import all_figures
-    from .stats import study_report
+    from evaluation.report_charts import all_figures
+    from evaluation.stats import study_report
 
     get_resolver().url_patterns  # noqa: B018 - imports every view module, as the first request would
     votes = tiny_votes()

@@ -25,7 +25,7 @@ def make_broker_folders(sender, **kwargs):
 
 @worker_ready.connect
 def watch_for_lost_runs(sender, **kwargs):
-    """Every worker re-queues runs whose worker died (pipeline.execution): no beat server needed."""
-    from pipeline.execution import start_lost_run_watch
+    """Every worker re-queues runs whose worker died (pipeline.runs.execution): no beat server needed."""
+    from pipeline.runs.execution import start_lost_run_watch
 
     start_lost_run_watch()

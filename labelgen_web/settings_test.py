@@ -6,7 +6,7 @@ import os
 # they start) run with DEBUG off, so they bring a key of their own.
 os.environ.setdefault("SECRET_KEY", "labelgen-test-suite-only-secret-key-never-used-in-production-3b1f")
 
-from .settings import *  # noqa: E402, F403
+from labelgen_web.settings import *  # noqa: E402, F403
 
 SECURE_SSL_REDIRECT = False
 SESSION_COOKIE_SECURE = False

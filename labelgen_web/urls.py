@@ -1,6 +1,6 @@
 from django.urls import include, path, register_converter
 
-from .converters import IdConverter
+from labelgen_web.converters import IdConverter
 
 # Registered before the apps' URLconfs are included: they use <id:...> for every database id.
 register_converter(IdConverter, "id")

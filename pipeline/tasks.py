@@ -1,4 +1,4 @@
-"""Celery tasks: thin shells that hand a run's body to :func:`pipeline.execution.execute`.
+"""Celery tasks: thin shells that hand a run's body to :func:`pipeline.runs.execution.execute`.
 
 All tasks here are routed to the ``gpu`` queue (settings.CELERY_TASK_ROUTES).
 """
@@ -8,7 +8,7 @@ import time
 from celery import shared_task
 from django.conf import settings
 
-from .execution import execute
+from pipeline.runs.execution import execute
 
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
@@ -19,7 +19,7 @@ def device_check(run_id):
 def _device_check(run, ctx):
     import torch
 
-    from .core.device import describe_device, resolve_device
+    from pipeline.core.device import describe_device, resolve_device
 
     device = resolve_device(run.config.get("device") or settings.LABELGEN_DEVICE)
     run.update_fields(device=describe_device(device))
@@ -43,7 +43,7 @@ def _device_check(run, ctx):
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
 def train_clustering(run_id):
-    from .labelgen import run_clustering
+    from pipeline.labelgen.runs import run_clustering
 
     status = execute(run_id, run_clustering)
     _queue_follow_up(run_id, status)
@@ -52,14 +52,14 @@ def train_clustering(run_id):
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
 def refine_labels(run_id):
-    from .labelgen import run_refinement
+    from pipeline.labelgen.runs import run_refinement
 
     return execute(run_id, run_refinement)
 
 
 def _queue_follow_up(run_id, status):
     """A clustering run launched as "generate labels" queues its refinement run when it succeeds."""
-    from .models import RefinementRun
+    from pipeline.models import RefinementRun
 
     if status != "succeeded":
         return
@@ -70,8 +70,8 @@ def _queue_follow_up(run_id, status):
 
 @shared_task(acks_late=True, reject_on_worker_lost=True)
 def train_unet(run_id):
-    from .models import TrainingRun
-    from .training import finalize_comparison, run_training
+    from pipeline.models import TrainingRun
+    from pipeline.unet.runs import finalize_comparison, run_training
 
     status = execute(run_id, run_training)
     comparison_id = TrainingRun.objects.filter(pk=run_id).values_list("comparison_id", flat=True).first()

@@ -1,6 +1,11 @@
 from django.urls import path
 
-from . import views_datasets, views_labelgen, views_runs, views_training, views_upload, views_viewer
+from pipeline.datasets import upload_views as views_upload
+from pipeline.datasets import viewer_views as views_viewer
+from pipeline.datasets import views as views_datasets
+from pipeline.labelgen import views as views_labelgen
+from pipeline.runs import views as views_runs
+from pipeline.unet import views as views_training
 
 app_name = "pipeline"
 urlpatterns = [

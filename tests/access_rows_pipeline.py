@@ -45,8 +45,8 @@ ROWS += [
 def make_label_generation_objects(objects):
     import numpy as np
 
+    from pipeline.datasets.storage import store_volume
     from pipeline.models import ClusteringRun, ClusterMap
-    from pipeline.storage import store_volume
 
     run = ClusteringRun.objects.create(dataset=objects["dataset"], status="succeeded")
     relpath, _ = store_volume(np.arange(32 * 32 * 8, dtype=np.uint16).reshape(32, 32, 8) % 5, np.eye(4))

@@ -2,8 +2,8 @@
 
 import numpy as np
 
+from pipeline.datasets.storage import store_volume
 from pipeline.models import Case, Dataset, Image, Label, PredictionSet
-from pipeline.storage import store_volume
 
 AFFINE = np.diag([1.0, 1.0, 3.0, 1.0])
 

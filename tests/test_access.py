@@ -48,7 +48,7 @@ def request(client, method, url):
 @pytest.mark.parametrize("name,method,args,expect", ACCESS, ids=[r[0] for r in ACCESS])
 @pytest.mark.parametrize("role", ["anonymous", "reader", "coordinator", "admin"])
 def test_access(client_for, access_objects, monkeypatch, name, method, args, expect, role):
-    monkeypatch.setattr("pipeline.launch.transaction.on_commit", lambda fn: None)  # no broker needed here
+    monkeypatch.setattr("pipeline.runs.launch.transaction.on_commit", lambda fn: None)  # no broker needed here
     url = reverse(name, args=[getattr(access_objects[a], "pk", access_objects[a]) for a in args])
     user = None if role == "anonymous" else make_user(f"access_{role}", role)
     response = request(client_for(user), method, url)

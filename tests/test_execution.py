@@ -1,12 +1,12 @@
-"""The run life cycle owned by pipeline.execution: success, failure, cancel, redelivery."""
+"""The run life cycle owned by pipeline.runs.execution: success, failure, cancel, redelivery."""
 
 from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 
-from pipeline.execution import Cancelled, execute, requeue_lost_runs
 from pipeline.models import DeviceCheckRun, Run
+from pipeline.runs.execution import Cancelled, execute, requeue_lost_runs
 
 pytestmark = pytest.mark.django_db
 

@@ -112,7 +112,7 @@ def test_server_error_page_without_debug(client_for, admin_user, monkeypatch, se
     def explode(*args, **kwargs):
         raise RuntimeError("boom: internal detail")
 
-    monkeypatch.setattr("pipeline.views_runs.render", explode)
+    monkeypatch.setattr("pipeline.runs.views.render", explode)
     c = no_raise(client_for(admin_user))
     response = c.get(reverse("pipeline:run_list"))
     assert response.status_code == 500

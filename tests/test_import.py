@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
 
-from pipeline.core.manifest import ManifestEntry, read_manifest
+from pipeline.core.io.manifest import ManifestEntry, read_manifest
 from pipeline.core.phantoms import write_phantom_dataset, write_reference_manifest
-from pipeline.importing import import_entries
+from pipeline.datasets.importing import import_entries
 from pipeline.models import Case, Dataset, Image, Label
 
 pytestmark = pytest.mark.django_db

@@ -12,10 +12,10 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from accounts.tokens import new_token
-from pipeline.core.manifest import ManifestError, read_manifest
-from pipeline.core.names import InvalidName, check_name
-from pipeline.forms import DatasetForm
-from pipeline.importing import import_entries
+from pipeline.core.io.manifest import ManifestError, read_manifest
+from pipeline.core.io.names import InvalidName, check_name
+from pipeline.datasets.forms import DatasetForm
+from pipeline.datasets.importing import import_entries
 from pipeline.models import Case, Dataset, Image
 
 pytestmark = pytest.mark.django_db

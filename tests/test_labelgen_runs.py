@@ -6,11 +6,11 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.urls import reverse
 
-from pipeline.core.nifti import load_volume
+from pipeline.core.io.nifti import load_volume
 from pipeline.core.phantoms import write_phantom_dataset
-from pipeline.execution import execute
-from pipeline.labelgen import run_clustering, run_refinement
+from pipeline.labelgen.runs import run_clustering, run_refinement
 from pipeline.models import Case, ClusteringRun, ClusterMap, Dataset, Label, LabelQA, RefinementRun
+from pipeline.runs.execution import execute
 
 pytestmark = pytest.mark.django_db
 TINY = "height: 32\nwidth: 32\ndepth: 8\nn_channels: 4\nmax_epochs: 3\npatience: 3\nbatch_size: 2\n"
@@ -98,7 +98,7 @@ def test_config_file_unknown_key_and_bad_value(tiny):
 def make_run(tiny, **config):
     import yaml
 
-    from pipeline.config_files import clustering_config
+    from pipeline.runs.presets import clustering_config
 
     base = yaml.safe_load(TINY) | config
     return ClusteringRun.objects.create(dataset=tiny["dataset"], config=clustering_config("fast", base).to_dict())
@@ -188,7 +188,7 @@ def test_a_run_configured_before_min_inside_keeps_the_published_rules(tiny):
 
 def _expected_combined_dice(case, rater=""):
     from pipeline.core.metrics import dice
-    from pipeline.core.refine_combine import combine_raters
+    from pipeline.core.refinement.combine import combine_raters
 
     experts = [lab for lab in case.labels.all() if lab.source == "expert" and (not rater or lab.rater == rater)]
     masks = [load_volume(lab.path, kind="label").data > 0 for lab in experts]

@@ -9,9 +9,9 @@ import pytest
 from django.core.management import call_command
 
 from pipeline import tasks
-from pipeline.config_files import clustering_config
 from pipeline.core.phantoms import write_phantom_dataset
 from pipeline.models import ClusteringRun, Dataset, Run
+from pipeline.runs.presets import clustering_config
 from tests.worker import celery_worker, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker, pytest.mark.slow]

@@ -208,7 +208,7 @@ def test_focus_cached_on_item_from_both_overlays():
     add_label(case, mask, source="prediction", prediction_set=item.arm_left.prediction_set)
     focus = item_focus(item)
     right = item.study_case.prediction_for(item.arm_right)
-    from pipeline.core.nifti import load_volume
+    from pipeline.core.io.nifti import load_volume
 
     union = (mask > 0) | (load_volume(right.path, kind="label").data > 0)
     assert focus["voxel"][2] == int(np.argmax(union.sum(axis=(0, 1))))

@@ -12,8 +12,8 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from pipeline.core.phantoms import write_phantom_dataset
-from pipeline.execution import run_dir
 from pipeline.models import CaseMetric, ComparisonRun, Dataset, Label, PredictionSet, TrainingRun
+from pipeline.runs.execution import run_dir
 
 pytestmark = pytest.mark.django_db
 ROOT = Path(__file__).resolve().parent.parent

@@ -5,11 +5,11 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.urls import reverse
 
-from ..core.names import MAX_LENGTH, RULE, InvalidName, check_name
+from pipeline.core.io.names import MAX_LENGTH, RULE, InvalidName, check_name
 
 
 def validate_name(value):
-    """The shared name rule (pipeline.core.names); the field's own max_length bounds the length."""
+    """The shared name rule (pipeline.core.io.names); the field's own max_length bounds the length."""
     try:
         check_name(value, "name", max_length=len(value) or 1)
     except InvalidName:

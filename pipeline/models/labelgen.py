@@ -2,8 +2,8 @@
 
 from django.db import models
 
-from .cases import Case, Dataset, Label
-from .runs import Run
+from pipeline.models.cases import Case, Dataset, Label
+from pipeline.models.runs import Run
 
 
 class ClusteringRun(Run):

@@ -79,7 +79,7 @@ class Run(models.Model):
         return model.objects.get(pk=self.pk)
 
     # Updates go through queryset.update so a worker never overwrites a cancel request made meanwhile.
-    # The worker's own instance carries its lease (set by pipeline.execution): its writes count as a
+    # The worker's own instance carries its lease (set by pipeline.runs.execution): its writes count as a
     # heartbeat and are refused (RunLost) once another delivery has taken the run over.
     def update_fields(self, **fields):
         lease = getattr(self, "_lease", None)

@@ -2,8 +2,8 @@
 
 from django.db import models
 
-from .cases import Case, Dataset, PredictionSet
-from .runs import Run
+from pipeline.models.cases import Case, Dataset, PredictionSet
+from pipeline.models.runs import Run
 
 
 class ComparisonRun(Run):

@@ -1,4 +1,4 @@
-"""Tests for pipeline.core.nifti: safe loading, validation, resampling, atomic save and viewer bytes.
+"""Tests for pipeline.core.io.nifti: safe loading, validation, resampling, atomic save and viewer bytes.
 
 Bad files are built on the fly with nibabel (independent of our writer) and then damaged byte by byte.
 """
@@ -13,8 +13,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from pipeline.core import nifti_write
-from pipeline.core.nifti import (
+from pipeline.core.io import nifti_write
+from pipeline.core.io.nifti import (
     GZIP_SLACK_BYTES,
     Volume,
     VolumeError,
@@ -312,7 +312,7 @@ def test_check_label_semantics(tmp_path):
 def test_check_label_blockwise_finds_late_bad_voxel():
     data = np.zeros((8, 8, 8), np.float64)
     data[7, 7, 7] = 1.25
-    from pipeline.core.nifti_read import label_to_uint8
+    from pipeline.core.io.nifti_read import label_to_uint8
 
     with pytest.raises(VolumeError, match="non-integer"):
         label_to_uint8(data, "x", block_voxels=10)  # last block only

@@ -1,10 +1,10 @@
-"""Tests for pipeline.core.refine (step 2) and pipeline.core.refine_combine, on hand-made volumes."""
+"""Tests for pipeline.core.refinement (step 2) and pipeline.core.refinement.combine, on hand-made volumes."""
 
 import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from pipeline.core.refine import RefineParams, combine_labels, combine_raters, refine_label, staple
+from pipeline.core.refinement import RefineParams, combine_labels, combine_raters, refine_label, staple
 
 SHAPE = (32, 32, 8)
 

@@ -14,7 +14,7 @@ from scipy import stats
 
 from pipeline.core.metrics import compare
 from pipeline.core.unet import UNetConfig, UNetTrainer, evaluate, paired_test
-from pipeline.core.unet_data import make_unet_augmentation, validate_cases
+from pipeline.core.unet.data import make_unet_augmentation, validate_cases
 
 REPO = Path(__file__).resolve().parents[2]
 

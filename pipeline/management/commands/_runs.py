@@ -3,8 +3,8 @@
 from django.core.management.base import CommandError
 from tqdm import tqdm
 
-from pipeline.execution import execute
 from pipeline.models import Run
+from pipeline.runs.execution import execute
 
 
 def run_here(command, run, body, label):

@@ -1,13 +1,12 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from pipeline import tasks
-from pipeline.comparisons import check_arm, create_comparison, parse_arm
-from pipeline.config_files import ConfigError
-from pipeline.launch import launch
-from pipeline.training import finalize_comparison, run_training
-
-from ._runs import run_here
-from .train_unet import add_unet_arguments, get_dataset, read_unet_config
+from pipeline.management.commands._runs import run_here
+from pipeline.management.commands.train_unet import add_unet_arguments, get_dataset, read_unet_config
+from pipeline.runs.launch import launch
+from pipeline.runs.presets import ConfigError
+from pipeline.unet.comparisons import check_arm, create_comparison, parse_arm
+from pipeline.unet.runs import finalize_comparison, run_training
 
 
 def summary_lines(comparison):

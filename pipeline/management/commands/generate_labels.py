@@ -1,13 +1,12 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from pipeline import tasks
-from pipeline.config_files import ConfigError, refine_config
-from pipeline.labelgen import run_clustering, run_refinement
-from pipeline.launch import launch
+from pipeline.labelgen.runs import run_clustering, run_refinement
+from pipeline.management.commands._runs import run_here
+from pipeline.management.commands.train_clustering import add_clustering_arguments, create_clustering_run
 from pipeline.models import RefinementRun
-
-from ._runs import run_here
-from .train_clustering import add_clustering_arguments, create_clustering_run
+from pipeline.runs.launch import launch
+from pipeline.runs.presets import ConfigError, refine_config
 
 
 def qa_table(run):

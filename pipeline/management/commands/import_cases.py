@@ -1,9 +1,9 @@
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from pipeline.core.manifest import ManifestError, read_manifest
-from pipeline.core.names import InvalidName, check_name
-from pipeline.importing import import_entries
+from pipeline.core.io.manifest import ManifestError, read_manifest
+from pipeline.core.io.names import InvalidName, check_name
+from pipeline.datasets.importing import import_entries
 
 
 class Command(BaseCommand):

@@ -2,10 +2,10 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from pipeline.core.filenames import stem
-from pipeline.core.manifest import ManifestEntry
-from pipeline.core.names import InvalidName, check_name
-from pipeline.importing import import_entries
+from pipeline.core.io.filenames import stem
+from pipeline.core.io.manifest import ManifestEntry
+from pipeline.core.io.names import InvalidName, check_name
+from pipeline.datasets.importing import import_entries
 from pipeline.models import Case, Dataset
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
 
-from pipeline.core.filenames import guess
+from pipeline.core.io.filenames import guess
 
 
 class Command(BaseCommand):
@@ -21,7 +21,7 @@ class Command(BaseCommand):
         parser.add_argument("--device", default=None)
 
     def handle(self, model, images, out, device, **options):
-        from pipeline.core.nifti import VolumeError, load_volume, save_nifti_atomic
+        from pipeline.core.io.nifti import VolumeError, load_volume, save_nifti_atomic
         from pipeline.core.unet import UNetTrainer
 
         folder = Path(model)
@@ -57,8 +57,8 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"{len(cases)} case(s) segmented into {out_dir}"))
 
     def run_export_folder(self, model):
-        from pipeline.execution import run_dir
         from pipeline.models import TrainingRun
+        from pipeline.runs.execution import run_dir
 
         run = TrainingRun.objects.filter(pk=int(model)).first() if model.isdigit() else None
         if run is None:

@@ -1,8 +1,8 @@
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from pipeline.execution import requeue_lost_runs
 from pipeline.models import Run
+from pipeline.runs.execution import requeue_lost_runs
 
 
 class Command(BaseCommand):

@@ -1,12 +1,11 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from pipeline import tasks
-from pipeline.config_files import ConfigError, clustering_config, read_config_file
-from pipeline.labelgen import DatasetNotReady, check_clustering_inputs, run_clustering
-from pipeline.launch import launch
+from pipeline.labelgen.runs import DatasetNotReady, check_clustering_inputs, run_clustering
+from pipeline.management.commands._runs import run_here
 from pipeline.models import ClusteringRun, Dataset
-
-from ._runs import run_here
+from pipeline.runs.launch import launch
+from pipeline.runs.presets import ConfigError, clustering_config, read_config_file
 
 
 def add_clustering_arguments(parser):

@@ -1,13 +1,12 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from pipeline import tasks
-from pipeline.comparisons import check_arm, parse_arm, unet_config
-from pipeline.config_files import ConfigError
-from pipeline.launch import launch
+from pipeline.management.commands._runs import run_here
 from pipeline.models import Dataset, TrainingRun
-from pipeline.training import run_training
-
-from ._runs import run_here
+from pipeline.runs.launch import launch
+from pipeline.runs.presets import ConfigError
+from pipeline.unet.comparisons import check_arm, parse_arm, unet_config
+from pipeline.unet.runs import run_training
 
 
 def add_unet_arguments(parser):

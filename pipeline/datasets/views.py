@@ -1,0 +1,140 @@
+"""Coordinator pages for datasets and cases, and the authenticated volume downloads they use."""
+
+from django.core.paginator import Paginator
+from django.db.models import Count, Prefetch, Q
+from django.http import HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.templatetags.static import static
+from django.urls import reverse
+from django.views.decorators.http import require_POST
+
+from accounts.roles import capability_required
+from pipeline.datasets.forms import DatasetForm, LabelReviewForm
+from pipeline.datasets.viewer import viewer_bytes
+from pipeline.models import Case, Dataset, Image, Label
+
+LABEL_COLOURS = {"truth": "green", "expert": "red", "ai": "blue", "prediction": "violet"}
+
+
+@capability_required("coordinate")
+def dataset_list(request):
+    datasets = Dataset.objects.annotate(
+        n_cases=Count("cases", distinct=True),
+        n_train=Count("cases", filter=Q(cases__split="TRAIN"), distinct=True),
+        n_val=Count("cases", filter=Q(cases__split="VAL"), distinct=True),
+        n_test=Count("cases", filter=Q(cases__split="TEST"), distinct=True),
+    )
+    return render(request, "pipeline/dataset_list.html", {"datasets": datasets, "form": DatasetForm()})
+
+
+@require_POST
+@capability_required("coordinate")
+def dataset_create(request):
+    form = DatasetForm(request.POST)
+    if form.is_valid():
+        dataset = form.save(commit=False)
+        dataset.created_by = request.user
+        dataset.save()
+        return redirect("pipeline:dataset_upload", dataset.pk)
+    datasets = Dataset.objects.annotate(n_cases=Count("cases"))
+    return render(request, "pipeline/dataset_list.html", {"datasets": datasets, "form": form}, status=400)
+
+
+@capability_required("coordinate")
+def dataset_detail(request, pk):
+    dataset = get_object_or_404(Dataset, pk=pk)
+    cases = (Case.objects.filter(dataset=dataset).order_by("split", "external_id")
+             .prefetch_related(Prefetch("images", queryset=Image.objects.order_by("id")),
+                               Prefetch("labels", queryset=Label.objects.select_related("prediction_set"))))
+    split = request.GET.get("split")
+    if split in Case.Split.values:
+        cases = cases.filter(split=split)
+    page = Paginator(cases, 50).get_page(request.GET.get("page"))
+    rows = [case_row(case) for case in page.object_list]
+    return render(request, "pipeline/dataset_detail.html", {
+        "dataset": dataset, "page": page, "rows": rows, "split": split, "splits": Case.Split.choices,
+        "prediction_sets": dataset.prediction_sets.annotate(n=Count("labels")),
+        "counts": dict(Case.objects.filter(dataset=dataset).values_list("split").annotate(n=Count("id"))),
+    })
+
+
+def case_row(case):
+    images = list(case.images.all())
+    labels = list(case.labels.all())
+    by_source = {}
+    for label in labels:
+        by_source.setdefault(label.get_source_display(), []).append(label)
+    ai = [lab for lab in labels if lab.source == Label.Source.AI]
+    expert = [lab.volume_ml for lab in labels if lab.source == Label.Source.EXPERT]
+    return {
+        "case": case, "modalities": [img.modality for img in images],
+        "labels": {src: len(labs) for src, labs in sorted(by_source.items())},
+        "shape": images[0].shape_text() if images else "—", "spacing": images[0].spacing_text() if images else "—",
+        "expert_ml": sum(expert) / len(expert) if expert else None,
+        "truth_ml": next((lab.volume_ml for lab in labels if lab.source == Label.Source.TRUTH), None),
+        "ai_review": ai[0].get_review_display() if ai else "",
+    }
+
+
+@capability_required("coordinate")
+def case_detail(request, pk):
+    case = get_object_or_404(Case.objects.select_related("dataset"), pk=pk)
+    images = list(case.images.order_by("id"))
+    labels = list(case.labels.select_related("prediction_set").order_by("source", "rater", "modality"))
+    config = {
+        "niivueUrl": static("niivue/index.js"),
+        "images": [{"id": img.pk, "name": img.modality, "url": reverse("pipeline:image_volume", args=[img.pk])}
+                   for img in images],
+        "labels": [{"id": lab.pk, "name": lab.display_name, "source": lab.source,
+                    "colormap": LABEL_COLOURS.get(lab.source, "red"),
+                    "url": reverse("pipeline:label_volume", args=[lab.pk]),
+                    "visible": lab.source in ("expert", "ai") and i < 2}
+                   for i, lab in enumerate(labels)],
+    }
+    return render(request, "pipeline/case_detail.html", {
+        "case": case, "images": images, "labels": labels, "viewer_config": config,
+        "review_form": LabelReviewForm(),
+    })
+
+
+@require_POST
+@capability_required("coordinate")
+def label_review(request, pk):
+    label = get_object_or_404(Label, pk=pk, source=Label.Source.AI)
+    form = LabelReviewForm(request.POST)
+    if form.is_valid():
+        label.review = form.cleaned_data["review"]
+        label.save(update_fields=["review"])
+    return redirect(label.case)
+
+
+def volume_response(blob, etag):
+    response = HttpResponse(blob, content_type="application/gzip")
+    response["Cache-Control"] = "private, max-age=86400"
+    response["ETag"] = f'"{etag}"'
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def _if_none_match(request, etag):
+    return request.headers.get("If-None-Match") == f'"{etag}"'
+
+
+@capability_required("coordinate")
+def image_volume(request, pk):
+    image = get_object_or_404(Image, pk=pk)
+    etag = f"img-{image.file.rsplit('/', 1)[-1][:24]}"
+    if _if_none_match(request, etag):
+        return HttpResponse(status=304)
+    return volume_response(viewer_bytes(image, "image"), etag)
+
+
+@capability_required("coordinate")
+def label_volume(request, pk):
+    label = get_object_or_404(Label, pk=pk)
+    etag = f"lab-{label.file.rsplit('/', 1)[-1][:24]}"
+    if _if_none_match(request, etag):
+        return HttpResponse(status=304)
+    return volume_response(viewer_bytes(label, "label"), etag)
+
+

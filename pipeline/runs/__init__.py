@@ -1,0 +1,1 @@
+"""The run life cycle: Celery execution, leases and heartbeats, launching, presets, the run pages."""

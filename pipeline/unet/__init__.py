@@ -1,0 +1,1 @@
+"""U-Net training and comparisons: runs, predictions, metrics, pages."""
