@@ -9,7 +9,8 @@ from evaluation.models import Study
 from pipeline import tasks
 from pipeline.core.phantoms import write_phantom_dataset
 from pipeline.models import ComparisonRun, Dataset, Label
-from pipeline.unet.comparisons import create_comparison, unet_config
+from pipeline.runs.presets import unet_config
+from pipeline.unet.comparisons import create_comparison
 from tests.conftest import make_user
 from tests.worker import celery_worker, wait_for
 

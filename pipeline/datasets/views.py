@@ -1,7 +1,7 @@
 """Coordinator pages for datasets and cases, and the authenticated volume downloads they use."""
 
 from django.core.paginator import Paginator
-from django.db.models import Count, Prefetch, Q
+from django.db.models import Count, Prefetch
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.templatetags.static import static
@@ -18,13 +18,8 @@ LABEL_COLOURS = {"truth": "green", "expert": "red", "ai": "blue", "prediction": 
 
 @capability_required("coordinate")
 def dataset_list(request):
-    datasets = Dataset.objects.annotate(
-        n_cases=Count("cases", distinct=True),
-        n_train=Count("cases", filter=Q(cases__split="TRAIN"), distinct=True),
-        n_val=Count("cases", filter=Q(cases__split="VAL"), distinct=True),
-        n_test=Count("cases", filter=Q(cases__split="TEST"), distinct=True),
-    )
-    return render(request, "pipeline/dataset_list.html", {"datasets": datasets, "form": DatasetForm()})
+    return render(request, "pipeline/dataset_list.html",
+                  {"datasets": Dataset.objects.with_split_counts(), "form": DatasetForm()})
 
 
 @require_POST
@@ -36,8 +31,8 @@ def dataset_create(request):
         dataset.created_by = request.user
         dataset.save()
         return redirect("pipeline:dataset_upload", dataset.pk)
-    datasets = Dataset.objects.annotate(n_cases=Count("cases"))
-    return render(request, "pipeline/dataset_list.html", {"datasets": datasets, "form": form}, status=400)
+    return render(request, "pipeline/dataset_list.html",
+                  {"datasets": Dataset.objects.with_split_counts(), "form": form}, status=400)
 
 
 @capability_required("coordinate")
@@ -54,7 +49,7 @@ def dataset_detail(request, pk):
     return render(request, "pipeline/dataset_detail.html", {
         "dataset": dataset, "page": page, "rows": rows, "split": split, "splits": Case.Split.choices,
         "prediction_sets": dataset.prediction_sets.annotate(n=Count("labels")),
-        "counts": dict(Case.objects.filter(dataset=dataset).values_list("split").annotate(n=Count("id"))),
+        "counts": dataset.split_counts(),
     })
 
 

@@ -165,14 +165,14 @@ def run_refinement(run, ctx):
 def save_ai_label(run, case, result, labels, masks, rater):
     reference = case.reference_image()
     spacing = tuple(reference.spacing)
-    metrics = {"expert (combined)": compare(result.label, result.combined, spacing)}
+    metrics = {LabelQA.VS_EXPERT: compare(result.label, result.combined, spacing)}
     for label, mask in zip(labels, masks, strict=True):
-        metrics[f"expert {label.rater or '?'} on {label.modality or '?'}"] = compare(result.label, mask, spacing)
+        metrics[LabelQA.rater_key(label.rater, label.modality)] = compare(result.label, mask, spacing)
     truth = next((lab for lab in case.labels.all() if lab.source == Label.Source.TRUTH), None)
     if truth is not None:
         truth_mask = load_volume(truth.path, kind="label").data > 0
-        metrics["truth"] = compare(result.label, truth_mask, spacing)
-        metrics["truth vs expert (combined)"] = compare(result.combined, truth_mask, spacing)
+        metrics[LabelQA.VS_TRUTH] = compare(result.label, truth_mask, spacing)
+        metrics[LabelQA.EXPERT_VS_TRUTH] = compare(result.combined, truth_mask, spacing)
     metrics = {k: {m: (None if isinstance(v, float) and not np.isfinite(v) else v) for m, v in d.items()}
                for k, d in metrics.items()}
     voxels = int(result.label.sum())

@@ -19,11 +19,26 @@ def validate_name(value):
 NAME_VALIDATOR = validate_name
 
 
+class DatasetQuerySet(models.QuerySet):
+    def with_split_counts(self):
+        """Each dataset with ``n_cases``, ``n_train``, ``n_val`` and ``n_test`` (one query)."""
+        from django.db.models import Count, Q
+
+        return self.annotate(
+            n_cases=Count("cases", distinct=True),
+            n_train=Count("cases", filter=Q(cases__split="TRAIN"), distinct=True),
+            n_val=Count("cases", filter=Q(cases__split="VAL"), distinct=True),
+            n_test=Count("cases", filter=Q(cases__split="TEST"), distinct=True),
+        )
+
+
 class Dataset(models.Model):
     name = models.CharField(max_length=MAX_LENGTH["dataset"], unique=True, validators=[NAME_VALIDATOR])
     description = models.TextField(blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = DatasetQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]
@@ -33,6 +48,13 @@ class Dataset(models.Model):
 
     def get_absolute_url(self):
         return reverse("pipeline:dataset_detail", args=[self.pk])
+
+    def split_counts(self):
+        """``{"TRAIN": n, "VAL": n, "TEST": n}`` of this dataset's cases (splits without cases: 0)."""
+        from django.db.models import Count
+
+        found = dict(self.cases.values_list("split").annotate(n=Count("id")))
+        return {split: found.get(split, 0) for split in Case.Split.values}
 
     def modalities(self):
         return sorted(set(Image.objects.filter(case__dataset=self).values_list("modality", flat=True)))

@@ -58,7 +58,14 @@ class RefinementRun(Run):
 
 
 class LabelQA(models.Model):
-    """How an AI label compares with each expert label and with truth (Dice, HD95, volume difference)."""
+    """How an AI label compares with each expert label and with truth (Dice, HD95, volume difference).
+
+    ``metrics`` maps a reference name to its figures; the names are built and read only here.
+    """
+
+    VS_EXPERT = "expert (combined)"
+    VS_TRUTH = "truth"
+    EXPERT_VS_TRUTH = "truth vs expert (combined)"
 
     run = models.ForeignKey(RefinementRun, on_delete=models.CASCADE, related_name="qa")
     case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="label_qa")
@@ -72,3 +79,27 @@ class LabelQA(models.Model):
 
     def __str__(self):
         return f"QA of {self.label}"
+
+    @staticmethod
+    def rater_key(rater, modality):
+        return f"expert {rater or '?'} on {modality or '?'}"
+
+    @property
+    def vs_expert(self):
+        """The AI label against the raters' combined label: ``{dice, hd95_mm, ...}``."""
+        return self.metrics.get(self.VS_EXPERT, {})
+
+    @property
+    def vs_truth(self):
+        """The AI label against the truth (phantoms), or None."""
+        return self.metrics.get(self.VS_TRUTH)
+
+    @property
+    def expert_vs_truth(self):
+        """The raters' combined label against the truth, or None."""
+        return self.metrics.get(self.EXPERT_VS_TRUTH)
+
+    @property
+    def per_rater(self):
+        """``{"expert r1 on t2": {...}}``: the AI label against each rater's own label."""
+        return {k: v for k, v in self.metrics.items() if k.startswith("expert ") and k != self.VS_EXPERT}

@@ -113,6 +113,31 @@ class Run(models.Model):
             self.update_fields(cancel_requested=True, message="Cancelling…")
         return True
 
+    def state(self):
+        """The JSON the run page polls: status, progress, what happened and every recorded event, per series.
+
+        A comparison shows its arms' events (one series per arm) and their mean progress.
+        """
+        runs = [self]
+        progress = self.progress
+        if self.kind == "comparison":
+            runs += list(Run.objects.filter(trainingrun__comparison_id=self.pk))
+            if not self.is_finished and len(runs) > 1:
+                progress = sum(r.progress for r in runs[1:]) / (len(runs) - 1)
+        series = {}
+        for event in RunEvent.objects.filter(run__in=runs).order_by("series", "step"):
+            series.setdefault(event.series, []).append({"step": event.step, **event.values})
+        error = self.error.strip()
+        return {
+            "id": self.pk, "kind": self.kind, "status": self.status, "finished": self.is_finished,
+            "progress": progress, "message": self.message, "error": error.splitlines()[-1] if error else "",
+            "device": self.device, "attempts": self.attempts,
+            "started_at": self.started_at.isoformat() if self.started_at else None,
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "duration_s": self.duration.total_seconds() if self.duration else None,
+            "series": series,
+        }
+
     def cancel_was_requested(self):
         return Run.objects.filter(pk=self.pk, cancel_requested=True).exists()
 

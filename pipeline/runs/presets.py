@@ -1,7 +1,8 @@
-"""Run configuration files (YAML) shared by the commands and the launch forms.
+"""Run configurations: the presets, the one YAML reader and the one validator that the commands, the
+launch forms and the pages share (torch-free).
 
-A file may hold any clustering key at top level, refinement keys too, or sections ``clustering:`` and
-``refinement:``. Unknown keys are refused with their names.
+A clustering file may hold any clustering key at top level, refinement keys too, or sections
+``clustering:`` and ``refinement:``; a U-Net file holds U-Net keys. Unknown keys are refused with their names.
 """
 
 from dataclasses import fields
@@ -11,6 +12,11 @@ import yaml
 
 from pipeline.core.clustering.config import ClusteringConfig
 from pipeline.core.refinement import RefineParams
+from pipeline.core.training.config_dict import PRESETS
+from pipeline.core.unet.config import UNetConfig
+
+PRESET_CHOICES = list(PRESETS.items())
+DEFAULT_PRESET = "fast"
 
 CLUSTERING_KEYS = {f.name for f in fields(ClusteringConfig)}
 REFINE_KEYS = {f.name for f in fields(RefineParams)} | {"expert_rater", "splits"}
@@ -21,17 +27,25 @@ class ConfigError(ValueError):
     pass
 
 
-def read_config_file(path):
-    """``(clustering_overrides, refinement_overrides)`` from a YAML file."""
+def read_yaml_mapping(path) -> dict:
+    """The mapping in a YAML file (empty file: ``{}``); errors name the file."""
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc})") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of keys to values")
+    return data
+
+
+def read_config_file(path):
+    """``(clustering_overrides, refinement_overrides)`` from a YAML file."""
+    data = read_yaml_mapping(path)
     clustering = dict(data.pop("clustering", None) or {})
     refinement = dict(data.pop("refinement", None) or {})
     for key, value in data.items():
@@ -45,12 +59,31 @@ def read_config_file(path):
     return clustering, refinement
 
 
-def clustering_config(preset="fast", overrides=None, device=None):
+def make_config(cls, preset=DEFAULT_PRESET, overrides=None, device=None):
+    """A validated ``cls`` (ClusteringConfig or UNetConfig) from a preset, overrides and a device;
+    :class:`ConfigError` names the key and the reason."""
     try:
-        config = ClusteringConfig.preset(preset, **(overrides or {}))
+        config = cls.preset(preset, **(overrides or {}))
         return config.replace(device=device) if device else config
     except (TypeError, ValueError) as exc:
         raise ConfigError(str(exc)) from None
+
+
+def clustering_config(preset=DEFAULT_PRESET, overrides=None, device=None) -> ClusteringConfig:
+    return make_config(ClusteringConfig, preset, overrides, device)
+
+
+def unet_config(preset=DEFAULT_PRESET, overrides=None, device=None) -> UNetConfig:
+    return make_config(UNetConfig, preset, overrides, device)
+
+
+def unet_config_file(preset, path=None, device=None) -> UNetConfig:
+    """A U-Net config from a preset and an optional YAML file of overrides."""
+    overrides = read_yaml_mapping(path) if path else {}
+    try:
+        return unet_config(preset, overrides, device)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}" if path else str(exc)) from None
 
 
 # Where a refinement run's default differs from RefineParams' (the published procedure). combine: the run

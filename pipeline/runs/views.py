@@ -7,8 +7,10 @@ from django.views.decorators.http import require_POST
 
 from accounts.roles import capability_required
 from pipeline import tasks
+from pipeline.labelgen import pages as labelgen_pages
 from pipeline.models import DeviceCheckRun, Run
 from pipeline.runs.launch import launch
+from pipeline.unet import pages as unet_pages
 
 
 @capability_required("run")
@@ -19,11 +21,8 @@ def run_list(request):
 
 def detail_context(run):
     """Extra context of a run kind's page (its template is ``pipeline/run_<kind>.html``)."""
-    from pipeline.labelgen import views as views_labelgen
-    from pipeline.unet import views as views_training
-
-    builders = {"clustering": views_labelgen.clustering_context, "refinement": views_labelgen.refinement_context,
-                "comparison": views_training.comparison_context, "training": views_training.training_context}
+    builders = {"clustering": labelgen_pages.clustering_context, "refinement": labelgen_pages.refinement_context,
+                "comparison": unet_pages.comparison_context, "training": unet_pages.training_context}
     return builders[run.kind](run) if run.kind in builders else {}
 
 
@@ -34,42 +33,10 @@ def run_detail(request, pk):
     return render(request, [template, "pipeline/run_detail.html"], {"run": run, **detail_context(run)})
 
 
-def run_state(run):
-    """The JSON the run page polls: status, progress and every recorded event, per series.
-
-    A comparison shows its arms' events (one series per arm) and their mean progress.
-    """
-    from pipeline.models import RunEvent
-
-    runs = [run]
-    if run.kind == "comparison":
-        runs += list(Run.objects.filter(trainingrun__comparison_id=run.pk))
-        if not run.is_finished and len(runs) > 1:
-            run.progress = sum(r.progress for r in runs[1:]) / (len(runs) - 1)
-    series = {}
-    for event in RunEvent.objects.filter(run__in=runs).order_by("series", "step"):
-        series.setdefault(event.series, []).append({"step": event.step, **event.values})
-    return {
-        "id": run.pk,
-        "kind": run.kind,
-        "status": run.status,
-        "finished": run.is_finished,
-        "progress": run.progress,
-        "message": run.message,
-        "error": run.error.strip().splitlines()[-1] if run.error.strip() else "",
-        "device": run.device,
-        "attempts": run.attempts,
-        "started_at": run.started_at.isoformat() if run.started_at else None,
-        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
-        "duration_s": run.duration.total_seconds() if run.duration else None,
-        "series": series,
-    }
-
-
 @capability_required("run")
 def run_status(request, pk):
     run = get_object_or_404(Run, pk=pk)
-    return JsonResponse(run_state(run))
+    return JsonResponse(run.state())
 
 
 @require_POST

@@ -2,7 +2,6 @@
 
 from django.db import transaction
 
-from pipeline.core.unet.config import UNetConfig
 from pipeline.labelgen.runs import DatasetNotReady
 from pipeline.models import ComparisonRun, TrainingRun
 from pipeline.runs.presets import ConfigError
@@ -17,14 +16,6 @@ def parse_arm(text):
     if source not in ARM_SOURCES:
         raise ConfigError(f"unknown arm {text!r}; use expert, ai or truth (optionally :RATER, e.g. expert:r2)")
     return source, rater
-
-
-def unet_config(preset="fast", overrides=None, device=None):
-    try:
-        config = UNetConfig.preset(preset, **(overrides or {}))
-        return config.replace(device=device) if device else config
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(str(exc)) from None
 
 
 def check_arm(dataset, source, rater):

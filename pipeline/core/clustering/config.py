@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.core.training.config_dict import config_from_dict
+from pipeline.core.training.config_dict import config_from_dict, preset_values
 
 __all__ = ["ClusteringConfig"]
 
@@ -140,9 +140,7 @@ class ClusteringConfig:
                      "batch_size": 1, "max_epochs": 60, "patience": 25, "slice_kernel": 1,
                      "keep_epoch_by": "val_labels"},
         }
-        if name not in presets:
-            raise ValueError(f"unknown clustering preset {name!r}; choose one of {sorted(presets)}")
-        return cls.from_dict({**presets[name], **overrides})
+        return cls.from_dict({**preset_values(presets, name, "clustering"), **overrides})
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ClusteringConfig:

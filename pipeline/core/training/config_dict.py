@@ -15,3 +15,19 @@ def config_from_dict(cls, d, what: str):
         raise ValueError(f"unknown {what} config key(s): {', '.join(map(str, unknown))}; "
                          f"known keys: {', '.join(sorted(known))}")
     return cls(**d)
+
+
+#: The presets every trainer offers, with what they mean; each config class holds its own values for them.
+PRESETS = {
+    "fast": "fast (CPU-friendly, same method)",
+    "paper": "paper (the published settings: 512x512x32, GPU)",
+}
+
+
+def preset_values(table, name, what: str) -> dict:
+    """The overrides of preset ``name`` in a config class's ``table`` (which must cover :data:`PRESETS`)."""
+    if set(table) != set(PRESETS):
+        raise AssertionError(f"{what} presets {sorted(table)} differ from {sorted(PRESETS)}")
+    if name not in table:
+        raise ValueError(f"unknown {what} preset {name!r}; choose one of {sorted(PRESETS)}")
+    return table[name]

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.core.training.config_dict import config_from_dict
+from pipeline.core.training.config_dict import config_from_dict, preset_values
 
 __all__ = ["UNetConfig"]
 
@@ -198,9 +198,7 @@ class UNetConfig:
                      "strides": (2, 2), "num_res_units": 0, "lr": 1e-2, "max_epochs": 40, "patience": 10,
                      "batch_size": 2},
         }
-        if name not in presets:
-            raise ValueError(f"unknown U-Net preset {name!r}; choose one of {sorted(presets)}")
-        return cls.from_dict({**presets[name], **overrides})
+        return cls.from_dict({**preset_values(presets, name, "U-Net"), **overrides})
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> UNetConfig:

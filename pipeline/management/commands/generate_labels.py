@@ -13,10 +13,9 @@ def qa_table(run):
     """Rows (case, dice vs combined expert, dice vs truth, hd95 vs truth) and the means."""
     rows = []
     for qa in run.qa.select_related("case").order_by("case__external_id"):
-        m = qa.metrics
-        rows.append((qa.case.external_id, qa.case.split, m["expert (combined)"]["dice"],
-                     m.get("truth", {}).get("dice"), m.get("truth vs expert (combined)", {}).get("dice"),
-                     m.get("truth", {}).get("hd95_mm")))
+        truth, expert_truth = qa.vs_truth or {}, qa.expert_vs_truth or {}
+        rows.append((qa.case.external_id, qa.case.split, qa.vs_expert["dice"], truth.get("dice"),
+                     expert_truth.get("dice"), truth.get("hd95_mm")))
     return rows
 
 

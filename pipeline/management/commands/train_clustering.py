@@ -1,16 +1,17 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from pipeline import tasks
+from pipeline.core.training.config_dict import PRESETS
 from pipeline.labelgen.runs import DatasetNotReady, check_clustering_inputs, run_clustering
 from pipeline.management.commands._runs import run_here
 from pipeline.models import ClusteringRun, Dataset
 from pipeline.runs.launch import launch
-from pipeline.runs.presets import ConfigError, clustering_config, read_config_file
+from pipeline.runs.presets import DEFAULT_PRESET, ConfigError, clustering_config, read_config_file
 
 
 def add_clustering_arguments(parser):
     parser.add_argument("--dataset", required=True)
-    parser.add_argument("--preset", choices=["paper", "fast"], default="fast")
+    parser.add_argument("--preset", choices=list(PRESETS), default=DEFAULT_PRESET)
     parser.add_argument("--config", help="YAML file overriding any parameter of the preset")
     parser.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: the config's)")
     parser.add_argument("--queue", action="store_true", help="send to the gpu queue instead of running here")

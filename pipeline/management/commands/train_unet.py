@@ -1,38 +1,28 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from pipeline import tasks
+from pipeline.core.training.config_dict import PRESETS
 from pipeline.management.commands._runs import run_here
 from pipeline.models import Dataset, TrainingRun
 from pipeline.runs.launch import launch
-from pipeline.runs.presets import ConfigError
-from pipeline.unet.comparisons import check_arm, parse_arm, unet_config
+from pipeline.runs.presets import DEFAULT_PRESET, ConfigError, unet_config_file
+from pipeline.unet.comparisons import check_arm, parse_arm
 from pipeline.unet.runs import run_training
 
 
 def add_unet_arguments(parser):
     parser.add_argument("--dataset", required=True)
-    parser.add_argument("--preset", choices=["paper", "fast"], default="fast")
+    parser.add_argument("--preset", choices=list(PRESETS), default=DEFAULT_PRESET)
     parser.add_argument("--config", help="YAML file overriding any U-Net parameter")
     parser.add_argument("--device", help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--queue", action="store_true", help="send to the gpu queue instead of running here")
 
 
 def read_unet_config(preset, path, device):
-    import yaml
-
-    overrides = {}
-    if path:
-        try:
-            with open(path) as f:
-                overrides = yaml.safe_load(f) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise CommandError(f"{path}: {exc}") from None
-        if not isinstance(overrides, dict):
-            raise CommandError(f"{path}: expected a mapping of U-Net parameters")
     try:
-        return unet_config(preset, overrides, device)
+        return unet_config_file(preset, path, device)
     except ConfigError as exc:
-        raise CommandError(f"{path or 'preset'}: {exc}") from None
+        raise CommandError(str(exc)) from None
 
 
 def get_dataset(name):

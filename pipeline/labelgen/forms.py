@@ -8,7 +8,13 @@ from pipeline.core.clustering.config import ClusteringConfig
 from pipeline.core.refinement import RefineParams
 from pipeline.labelgen.runs import DatasetNotReady, check_clustering_inputs
 from pipeline.models import Dataset
-from pipeline.runs.presets import ConfigError, clustering_config, refine_config
+from pipeline.runs.presets import (
+    DEFAULT_PRESET,
+    PRESET_CHOICES,
+    ConfigError,
+    clustering_config,
+    refine_config,
+)
 
 FIELD_TYPES = {int: forms.IntegerField, float: forms.FloatField, str: forms.CharField}
 
@@ -25,7 +31,7 @@ def _optional_field(f, prefix):
 
 class ClusteringLaunchForm(forms.Form):
     dataset = forms.ModelChoiceField(queryset=Dataset.objects.all())
-    preset = forms.ChoiceField(choices=[("fast", "fast (CPU-friendly)"), ("paper", "paper (512x512x32, GPU)")])
+    preset = forms.ChoiceField(choices=PRESET_CHOICES, initial=DEFAULT_PRESET)
     refine = forms.BooleanField(required=False, initial=True, label="then refine into AI labels (step 2)")
 
     CLUSTERING = [f for f in fields(ClusteringConfig)]
