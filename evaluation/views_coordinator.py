@@ -10,6 +10,7 @@ from django.views.decorators.http import require_POST
 from accounts.roles import capability_required
 from evaluation.forms import AssignReadersForm, PairsForm, StudyForm
 from evaluation.models import Assignment, Item, Study, Vote
+from evaluation.reader_page import item_payload, page_context
 from evaluation.services import (
     StudyError,
     assign_readers,
@@ -19,7 +20,6 @@ from evaluation.services import (
     set_pairs,
     set_status,
 )
-from evaluation.views_reader import item_payload, page_context
 
 
 @capability_required("coordinate")

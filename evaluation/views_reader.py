@@ -6,17 +6,15 @@ same page through the preview URLs (``views_coordinator``), where voting is disa
 """
 
 from django.http import Http404, HttpResponse, JsonResponse
-from django.middleware.csrf import get_token
 from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse
 from django.views.decorators.cache import cache_control, never_cache
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.roles import can, capability_required
 from evaluation.forms import VoteForm
 from evaluation.models import Assignment, Item, Study
+from evaluation.reader_page import item_modalities, item_payload, page_context
 from evaluation.services import StudyError, counts, record_vote
-from evaluation.viewer_config import item_viewer_config
 from evaluation.volumes import resolve_key
 from labelgen_web.json_body import BadJSON, read_json
 from pipeline.datasets.viewer import viewer_bytes
@@ -32,78 +30,6 @@ def _item(assignment, position):
     return get_object_or_404(
         Item.objects.select_related("study_case__case", "arm_left", "arm_right", "vote", "assignment__study"),
         assignment=assignment, position=position)
-
-
-def _modalities(item):
-    study = item.assignment.study
-    mods = sorted(item.study_case.case.images.values_list("modality", flat=True))
-    if study.default_modality in mods:
-        mods.remove(study.default_modality)
-        mods.insert(0, study.default_modality)
-    return mods
-
-
-def _next_position(assignment, position):
-    """The first unanswered item after ``position`` (wrapping round), or None when no other is left."""
-    open_positions = list(assignment.items.filter(vote__isnull=True).exclude(position=position)
-                          .order_by("position").values_list("position", flat=True))
-    after = [p for p in open_positions if p > position]
-    return (after or open_positions or [None])[0]
-
-
-def item_urls(assignment, position, preview=False):
-    study_pk = assignment.study_id
-    if preview:
-        args = [study_pk, assignment.pk, position]
-        return {"page": reverse("evaluation:preview_item", args=args),
-                "config": reverse("evaluation:preview_item_config", args=args), "vote": None}
-    args = [study_pk, position]
-    return {"page": reverse("evaluation:reader_item", args=args),
-            "config": reverse("evaluation:reader_item_config", args=args),
-            "vote": reverse("evaluation:reader_vote", args=args)}
-
-
-def item_payload(item, *, preview=False):
-    """Everything the page needs for one item; blinded (no arm, set or run appears here)."""
-    assignment = item.assignment
-    vote = getattr(item, "vote", None)
-    total = assignment.items.count()
-    if preview:  # a coordinator walks through in order; nothing is answered in a preview
-        nxt = item.position + 1 if item.position < total else None
-    else:
-        nxt = _next_position(assignment, item.position)
-    return {
-        "position": item.position,
-        "total": total,
-        "answer": None if vote is None else {"choice": vote.choice, "confidence": vote.confidence,
-                                             "comment": vote.comment},
-        "urls": item_urls(assignment, item.position, preview),
-        "next": None if nxt is None else {"position": nxt, **item_urls(assignment, nxt, preview)},
-        "modalities": _modalities(item),
-        "viewer": item_viewer_config(item, _modalities(item)),
-    }
-
-
-def page_context(request, item, *, preview=False):
-    assignment, study = item.assignment, item.assignment.study
-    done, total = counts(assignment)
-    if preview:
-        done_url = review_url = resume_url = reverse("evaluation:study_detail", args=[study.pk])
-    else:
-        done_url = reverse("evaluation:reader_done", args=[study.pk])
-        review_url = reverse("evaluation:reader_review", args=[study.pk])
-        resume_url = reverse("evaluation:study_start", args=[study.pk])
-    config = {
-        "item": item_payload(item, preview=preview),
-        "study": {"allowTie": study.allow_tie, "askConfidence": study.ask_confidence,
-                  "askComment": study.ask_comment, "allowRevisit": study.allow_revisit},
-        "progress": {"done": done, "total": total},
-        "urls": {"done": done_url, "review": review_url, "resume": resume_url},
-        "preview": preview,
-        "csrfToken": get_token(request),
-        "storageKey": f"labelgen-outbox-{study.pk}-{request.user.pk}",
-    }
-    return {"study": study, "item": item, "config": config, "preview": preview, "done": done, "total": total}
 
 
 @capability_required("vote")
@@ -208,7 +134,7 @@ def volume(request, token, key):
     is_reader = item.assignment.reader_id == request.user.pk and can(request.user, "vote") and study.is_open
     if not (is_reader or can(request.user, "coordinate")):
         raise Http404
-    what = resolve_key(item, key, _modalities(item))
+    what = resolve_key(item, key, item_modalities(item))
     if what is None:
         raise Http404
     if what.startswith("base:"):

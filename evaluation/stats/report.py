@@ -73,6 +73,7 @@ from evaluation.stats.quality import (
     side_bias,
     time_summary,
 )
+from evaluation.stats.text import report_text
 
 __all__ = [
     "CHOICES",
@@ -240,8 +241,6 @@ class StudyReport:
 
     def to_text(self) -> str:
         """Plain-text report for the terminal."""
-        from evaluation.stats.text import report_text
-
         return report_text(self)
 
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from evaluation.stats.base import Interval, fmt_p
 
 if TYPE_CHECKING:
-    from evaluation.stats import PairReport, StudyReport
+    from evaluation.stats.report import PairReport, StudyReport
 
 MAX_TABLE_ROWS = 30  # per-case tables of big studies go to JSON/CSV, not the terminal
 
