@@ -19,8 +19,31 @@ function fmtDuration(s) {
   return (h ? `${h}h ` : "") + (h || m ? `${m}m ` : "") + `${sec}s`;
 }
 
+// Every cell is created before the first plot: plotly sizes a plot from its cell when it draws it, and a
+// cell laid out alone spans the whole grid until its siblings arrive. A ResizeObserver keeps each plot at
+// its cell's width afterwards (window resizes, the grid reflowing to fewer columns).
+const cells = new Map();
+const resizer = window.ResizeObserver
+  ? new ResizeObserver((entries) => {
+      for (const entry of entries) if (entry.target.dataset.drawn) window.Plotly.Plots.resize(entry.target);
+    })
+  : null;
+
+function cellFor(metric) {
+  if (!cells.has(metric.key)) {
+    const el = document.createElement("div");
+    el.id = `chart-${metric.key}`;
+    el.className = "chart";
+    chartsEl.appendChild(el);
+    cells.set(metric.key, el);
+    if (resizer) resizer.observe(el);
+  }
+  return cells.get(metric.key);
+}
+
 function drawCharts(series) {
   if (!chartsEl || !window.Plotly) return;
+  metricsShown.forEach(cellFor);
   for (const metric of metricsShown) {
     const traces = [];
     for (const [name, points] of Object.entries(series)) {
@@ -29,15 +52,11 @@ function drawCharts(series) {
       traces.push({ x: pts.map((p) => p.step), y: pts.map((p) => p[metric.key]), mode: "lines+markers",
                     name: `${name} ${metric.label}` });
     }
-    let el = document.getElementById(`chart-${metric.key}`);
-    if (!el) {
-      el = document.createElement("div");
-      el.id = `chart-${metric.key}`;
-      el.className = "chart";
-      chartsEl.appendChild(el);
-    }
+    const el = cellFor(metric);
     window.Plotly.react(el, traces, { title: { text: metric.label }, xaxis: { title: { text: metric.x || "epoch" } },
-      margin: { t: 40, r: 10, b: 40, l: 50 }, height: 280 }, { displayModeBar: false, responsive: true });
+      margin: { t: 40, r: 10, b: 40, l: 50 }, height: 280, autosize: true },
+      { displayModeBar: false, responsive: true });
+    el.dataset.drawn = "1";
   }
 }
 
