@@ -4,13 +4,13 @@ from django.core.paginator import Paginator
 from django.db.models import Count, Prefetch
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.templatetags.static import static
 from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from accounts.roles import capability_required
 from pipeline.datasets.forms import DatasetForm, LabelReviewForm
 from pipeline.datasets.viewer import viewer_bytes
+from pipeline.datasets.viewer_config import overlay_spec, viewer_config
 from pipeline.models import Case, Dataset, Image, Label
 
 LABEL_COLOURS = {"truth": "green", "expert": "red", "ai": "blue", "prediction": "violet"}
@@ -76,15 +76,16 @@ def case_detail(request, pk):
     case = get_object_or_404(Case.objects.select_related("dataset"), pk=pk)
     images = list(case.images.order_by("id"))
     labels = list(case.labels.select_related("prediction_set").order_by("source", "rater", "modality"))
+    image_urls = {img.modality: reverse("pipeline:image_volume", args=[img.pk]) for img in images}
+    label_urls = [reverse("pipeline:label_volume", args=[lab.pk]) for lab in labels]
     config = {
-        "niivueUrl": static("niivue/index.js"),
-        "images": [{"id": img.pk, "name": img.modality, "url": reverse("pipeline:image_volume", args=[img.pk])}
-                   for img in images],
-        "labels": [{"id": lab.pk, "name": lab.display_name, "source": lab.source,
-                    "colormap": LABEL_COLOURS.get(lab.source, "red"),
-                    "url": reverse("pipeline:label_volume", args=[lab.pk]),
+        # the shared viewer settings (window presets, layouts, NiiVue options), as the reader page has them
+        "viewer": viewer_config(base_urls=image_urls) if images else None,
+        "images": [{"id": img.pk, "name": img.modality, "url": image_urls[img.modality]} for img in images],
+        "labels": [{"id": lab.pk, "name": lab.display_name, "source": lab.source, "url": url,
+                    "overlay": overlay_spec(url, colormap=LABEL_COLOURS.get(lab.source, "red")),
                     "visible": lab.source in ("expert", "ai") and i < 2}
-                   for i, lab in enumerate(labels)],
+                   for i, (lab, url) in enumerate(zip(labels, label_urls, strict=True))],
     }
     return render(request, "pipeline/case_detail.html", {
         "case": case, "images": images, "labels": labels, "viewer_config": config,

@@ -13,15 +13,14 @@ const plane = root.querySelector("[data-role=plane]");
 let nv = null;
 let baseIndex = 0;
 
+// The shared viewer configuration (pipeline.datasets.viewer_config), with this page's choices applied.
 function viewerConfig(focusMm) {
-  const base = config.images[baseIndex];
+  const shared = config.viewer;
   const opacity = Number(opacityInput.value) / 100;
   return {
-    niivueUrl: config.niivueUrl,
-    base: { url: base.url, name: `${base.name}.nii.gz`, colormap: "gray" },
-    overlays: config.labels.filter((lab) => lab.visible).map((lab) => ({
-      url: lab.url, name: `label-${lab.id}.nii.gz`, colormap: lab.colormap, opacity, cal_min: 0.5, cal_max: 1,
-    })),
+    ...shared,
+    base: { ...shared.base, url: config.images[baseIndex].url },
+    overlays: config.labels.filter((lab) => lab.visible).map((lab) => ({ ...lab.overlay, opacity })),
     sliceType: plane.value,
     focusMm,
   };
@@ -29,6 +28,7 @@ function viewerConfig(focusMm) {
 
 async function show() {
   status.textContent = "Loading…";
+  status.classList.remove("error");
   root.dataset.ready = "";
   const focusMm = nv ? nv.bridge.crosshairMm() : null;
   const canvas = document.createElement("canvas");
@@ -41,10 +41,20 @@ async function show() {
   root.dataset.ready = "1";
 }
 
-root.querySelector("[data-role=modality]").addEventListener("change", (e) => { baseIndex = Number(e.target.value); show(); });
+// Every redraw reports its own failure on the page (no unhandled promise rejections).
+function redraw() {
+  return show().catch((e) => {
+    status.textContent = `The viewer could not show this (${e.message || e}); change the modality or labels to try again.`;
+    status.classList.add("error");
+    root.dataset.ready = "error";
+  });
+}
+
+root.querySelector("[data-role=modality]").addEventListener("change", (e) => { baseIndex = Number(e.target.value); redraw(); });
 document.querySelectorAll("[data-role=label-toggle]").forEach((box) => {
-  box.addEventListener("change", () => { config.labels[Number(box.dataset.index)].visible = box.checked; show(); });
+  box.addEventListener("change", () => { config.labels[Number(box.dataset.index)].visible = box.checked; redraw(); });
 });
 opacityInput.addEventListener("input", () => nv && nv.setOverlayOpacity(Number(opacityInput.value) / 100));
 plane.addEventListener("change", () => nv && nv.setSliceType(plane.value));
-show().catch((e) => { status.textContent = `Viewer failed: ${e}`; });
+if (config.viewer) redraw();
+else status.textContent = "This case has no image to show.";

@@ -176,13 +176,25 @@ async function goNext() {
 els.answerButtons.forEach((b) => b.addEventListener("click", () => choose(b.dataset.choice)));
 els.submit?.addEventListener("click", () => submit());
 els.modality.addEventListener("change", async () => {
+  const previous = modality;
+  const wanted = els.modality.options[els.modality.selectedIndex]?.text || els.modality.value;
   modality = els.modality.value;
   busy = true;
   els.root.dataset.ready = "0";
-  await pair.setBaseVolume(baseUrlFor(item.viewer));
-  if (nextPayload) prepareNext(); // the next item will open on this modality too
-  busy = false;
-  els.root.dataset.ready = "1";
+  try {
+    await pair.setBaseVolume(baseUrlFor(item.viewer));
+    if (nextPayload) prepareNext(); // the next item will open on this modality too
+    els.status.textContent = "";
+  } catch (e) {
+    // keep the page answerable: back to the modality that is still on screen, and say what failed
+    modality = previous;
+    els.modality.value = previous;
+    els.status.textContent = `Could not show ${wanted} (${e.message}); still showing the previous modality.`;
+    els.status.className = "reader-status is-error";
+  } finally {
+    busy = false;
+    els.root.dataset.ready = "1";
+  }
 });
 els.layout.addEventListener("change", () => pair.setSliceType(els.layout.value));
 els.preset.addEventListener("change", () => {

@@ -32,11 +32,20 @@ input.addEventListener("change", async () => {
   tbody.replaceChildren();
   reportEl.replaceChildren();
   if (!files.length) return;
-  const resp = await fetch(root.dataset.guessUrl, {
-    method: "POST", headers: { "Content-Type": "application/json", "X-CSRFToken": csrf },
-    body: JSON.stringify({ names: files.map((f) => f.name) }),
-  });
-  const { guesses } = await resp.json();
+  let guesses;
+  try {
+    const resp = await fetch(root.dataset.guessUrl, {
+      method: "POST", headers: { "Content-Type": "application/json", "X-CSRFToken": csrf },
+      body: JSON.stringify({ names: files.map((f) => f.name) }),
+    });
+    const body = await resp.json().catch(() => ({}));
+    if (!resp.ok) throw new Error(body.error || `the server answered ${resp.status}`);
+    guesses = body.guesses;
+  } catch (e) {
+    // no guesses: one editable row per file, so the coordinator can still fill in the roles by hand
+    statusEl.textContent = `Could not guess the files' roles (${e.message}); fill them in below.`;
+    guesses = files.map((f) => ({ file: f.name, case: "", modality: "", kind: "image", source: "", rater: "" }));
+  }
   for (const g of guesses) {
     const tr = document.createElement("tr");
     tr.dataset.file = g.file;
@@ -110,7 +119,11 @@ go.addEventListener("click", () => {
     go.disabled = false;
     statusEl.textContent = "";
     let report;
-    try { report = JSON.parse(xhr.responseText); } catch { report = { ok: false, error: `Server error (${xhr.status})` }; }
+    try { report = JSON.parse(xhr.responseText); } catch { report = {}; }
+    if (xhr.status >= 400 && !report.summary && !report.error) {
+      // not the import report (e.g. a proxy's error page, a request too large): say what happened
+      report = { ok: false, error: `The server refused the upload (${xhr.status} ${xhr.statusText}). Nothing was imported.` };
+    }
     root.dataset.done = "1";
     showReport(report);
   };
