@@ -144,3 +144,11 @@ def test_volume_bytes_are_valid_gzip(client_for, coordinator):
     img = ds.cases.get().images.first()
     data = client_for(coordinator).get(reverse("pipeline:image_volume", args=[img.pk])).content
     assert nib.Nifti1Image.from_bytes(gzip.GzipFile(fileobj=io.BytesIO(data)).read()).shape == (32, 32, 8)
+
+
+def test_dataset_list_keeps_its_split_counts_after_a_form_error(client_for, coordinator):
+    make_dataset(name="counted", n_cases=4)
+    response = client_for(coordinator).post(reverse("pipeline:dataset_create"), {"name": "bad..name"})
+    assert response.status_code == 400 and response.context["form"].errors["name"]
+    html = " ".join(response.content.decode().split())
+    assert "2 / 1 / 1" in html and " / / " not in html

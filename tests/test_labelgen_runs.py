@@ -214,3 +214,20 @@ def test_refinement_unites_each_raters_outlines_then_merges_raters_with_staple(t
     for qa in LabelQA.objects.filter(run=single).select_related("case"):
         _, _, union = _expected_combined_dice(qa.case, "r2")
         assert qa.metrics["truth vs expert (combined)"]["dice"] == pytest.approx(union)
+
+
+def test_launch_form_names_parameters_in_words_and_opens_the_section_of_a_bad_one(tiny, client_for, admin_user):
+    c = client_for(admin_user)
+    page = c.get(reverse("pipeline:clustering_launch")).content.decode()
+    assert "Continuity weight (μ)" in page and "config key mu" in page and "Convolution layers" in page
+    assert "<details open>" not in page  # both parameter sections start collapsed
+    bad = c.post(reverse("pipeline:clustering_launch"),
+                 {"dataset": tiny["dataset"].pk, "preset": "fast", "refine": "on", "c_mu": "-1"})
+    assert bad.status_code == 400
+    form = bad.context["form"]
+    assert list(form.errors) == ["c_mu"] and "mu" in form.errors["c_mu"][0]
+    html = bad.content.decode()
+    step1, step2 = html.index("Step 1 parameters"), html.index("Step 2 parameters")
+    assert html.rfind("<details open>", 0, step1) != -1  # step 1 opens on its bad field
+    assert html.rfind("<details open>", step1, step2) == -1  # step 2 stays closed
+    assert not ClusteringRun.objects.exists()
