@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: demo setup test lint lock browser-deps serve clean
+.PHONY: demo setup test test-fast lint lock browser-deps serve clean
 
 demo: setup
 	mkdir -p var
@@ -37,6 +37,11 @@ lint: setup
 
 test: setup browser-deps lint
 	bin/run-tests
+
+# Everything but the e2e tier (workers, browsers, training), on the embedded stack: the loop while you work.
+test-fast: setup lint
+	mkdir -p var/test
+	LABELGEN_VAR_DIR="$$PWD/var/test" OMP_NUM_THREADS=2 $(PY) -m pytest -q -m "not e2e"
 
 lock:
 	rm -rf /tmp/labelgen-lock && $(PYTHON) -m venv /tmp/labelgen-lock

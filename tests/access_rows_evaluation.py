@@ -1,12 +1,11 @@
-"""Access rows of the evaluation app, and ``make_study`` (also used by tests/test_study_*.py).
+"""Access rows of the evaluation app.
 
 The access users are created after ``make_objects`` runs, so the study here belongs to another reader:
 every reader page of it must be refused to ``access_reader`` (a reader cannot see another reader's
 items); a reader's own pages are checked in tests/test_study_views.py.
 """
 
-# Spelled out rather than imported from tests.access_table, which imports this module (test modules import
-# make_study from here first).
+# Spelled out rather than imported from tests.access_table, which imports this module.
 A, D = "allow", "deny"
 READER_ONLY = {"reader": A, "coordinator": D, "admin": D}
 COORD = {"reader": D, "coordinator": A, "admin": A}
@@ -14,21 +13,9 @@ NOBODY = {"reader": D, "coordinator": D, "admin": D}
 COORD_ONLY_VOLUME = COORD
 
 
-def make_study(*, n_cases=4, readers=(), prediction_sets=("unet-expert", "unet-ai"), name="demo", open_now=True,
-               **settings):
-    """A dataset from tests.factories and a study over all its prediction sets, assigned to ``readers``."""
-    from evaluation.services import create_study
-    from tests.factories import make_dataset
-
-    dataset = make_dataset(name=name, n_cases=n_cases, prediction_sets=prediction_sets)
-    return create_study(dataset=dataset, prediction_sets=list(dataset.prediction_sets.order_by("pk")),
-                        title=f"Study of {name}", readers=readers, open_now=open_now and bool(readers), seed=7,
-                        **settings)
-
-
 def make_objects(objects):
     from evaluation.volumes import volume_key
-    from tests.conftest import make_user
+    from tests.factories import make_study, make_user
 
     other = make_user("other_reader", "reader")
     study = make_study(readers=[other], name="access-study")

@@ -1,19 +1,33 @@
 import os
+from pathlib import Path
 
 import pytest
 
+from tests.factories import make_user
+
+TESTS = Path(__file__).resolve().parent
+# Tiers (pyproject markers), set here from where a test lives and what it marks, so none is forgotten:
+# unit = tests/core (no database), db = touches the database, e2e = a worker, a browser or training.
+E2E = ("browser", "worker", "slow", "training")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if TESTS / "core" in Path(str(item.path)).parents:
+            item.add_marker(pytest.mark.unit)
+        if item.get_closest_marker("django_db"):
+            item.add_marker(pytest.mark.db)
+        if any(item.get_closest_marker(name) for name in E2E):
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture
+def media(settings, tmp_path):
+    """A fresh MEDIA_ROOT for the test (volumes, runs, uploads)."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT
+
 os.environ.setdefault("OMP_NUM_THREADS", "2")
-
-
-def make_user(username, role):
-    from django.contrib.auth.models import Group, User
-
-    from accounts.roles import GROUPS
-
-    user = User.objects.create_user(username=username, password=f"{username}-pass-123")
-    if role:
-        user.groups.add(Group.objects.get_or_create(name=GROUPS[role])[0])
-    return user
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
-"""Small datasets made directly in the database and MEDIA_ROOT, for tests that need cases and labels."""
+"""The shared test factories: users with a role, datasets made directly in the database and MEDIA_ROOT, and
+blind studies over them. Fixtures (``media``, role users) are in tests/conftest.py."""
 
 import numpy as np
 
@@ -56,3 +57,25 @@ def make_dataset(name="demo", n_cases=4, shape=(32, 32, 8), modalities=("t1fsce"
         for k, pset in enumerate(sets):
             add_label(case, blob(shape, center, (4 + 2 * k, 4 + k, 2.5)), source="prediction", prediction_set=pset)
     return dataset
+
+
+def make_user(username, role):
+    from django.contrib.auth.models import Group, User
+
+    from accounts.roles import GROUPS
+
+    user = User.objects.create_user(username=username, password=f"{username}-pass-123")
+    if role:
+        user.groups.add(Group.objects.get_or_create(name=GROUPS[role])[0])
+    return user
+
+def make_study(*, n_cases=4, readers=(), prediction_sets=("unet-expert", "unet-ai"), name="demo", open_now=True,
+               **settings):
+    """A dataset from tests.factories and a study over all its prediction sets, assigned to ``readers``."""
+    from evaluation.services import create_study
+    from tests.factories import make_dataset
+
+    dataset = make_dataset(name=name, n_cases=n_cases, prediction_sets=prediction_sets)
+    return create_study(dataset=dataset, prediction_sets=list(dataset.prediction_sets.order_by("pk")),
+                        title=f"Study of {name}", readers=readers, open_now=open_now and bool(readers), seed=7,
+                        **settings)

@@ -4,7 +4,7 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from tests.access_table import ACCESS, LANDS_ON_LOGIN, PUBLIC, PUBLIC_REDIRECTS, SELF_AUTHENTICATED
-from tests.conftest import make_user
+from tests.factories import make_user
 
 pytestmark = pytest.mark.django_db
 

@@ -11,10 +11,10 @@ from pipeline.core.phantoms import write_phantom_dataset
 from pipeline.models import ComparisonRun, Dataset, Label
 from pipeline.runs.presets import unet_config
 from pipeline.unet.comparisons import create_comparison
-from tests.conftest import make_user
+from tests.factories import make_user
 from tests.worker import celery_worker, wait_for
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker, pytest.mark.slow]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker, pytest.mark.slow, pytest.mark.training]
 
 
 def test_comparison_through_worker_then_study(settings, tmp_path, client_for):

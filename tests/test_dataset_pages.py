@@ -15,12 +15,8 @@ from accounts.tokens import new_token
 from pipeline.models import Case, Dataset, Label
 from tests.factories import make_dataset
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("media")]
 
-
-@pytest.fixture(autouse=True)
-def media(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
 
 
 AFFINE = np.diag([1.0, 1.0, 3.0, 1.0])

@@ -10,15 +10,11 @@ from django.urls import reverse
 from evaluation.models import Study, Vote
 from labelgen_web.json_body import nesting_depth
 from pipeline.models import Dataset
-from tests.access_rows_evaluation import make_study
+from tests.factories import make_study
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("media")]
 DEEP = "[" * 100_000
 
-
-@pytest.fixture(autouse=True)
-def media(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path
 
 
 def without_csrf(html):

@@ -14,14 +14,9 @@ from pipeline.core.phantoms import write_phantom_dataset, write_reference_manife
 from pipeline.datasets.importing import import_entries
 from pipeline.models import Case, Dataset, Image, Label
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("media")]
 AFFINE = np.diag([1.0, 1.0, 3.0, 1.0])
 
-
-@pytest.fixture(autouse=True)
-def media(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-    return settings.MEDIA_ROOT
 
 
 def stored_files(media):

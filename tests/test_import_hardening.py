@@ -18,14 +18,9 @@ from pipeline.datasets.forms import DatasetForm
 from pipeline.datasets.importing import import_entries
 from pipeline.models import Case, Dataset, Image
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("media")]
 AFFINE = np.diag([1.0, 1.0, 3.0, 1.0])
 
-
-@pytest.fixture(autouse=True)
-def media(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-    return settings.MEDIA_ROOT
 
 
 def nii_bytes(data):

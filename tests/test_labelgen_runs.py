@@ -12,7 +12,7 @@ from pipeline.labelgen.runs import run_clustering, run_refinement
 from pipeline.models import Case, ClusteringRun, ClusterMap, Dataset, Label, LabelQA, RefinementRun
 from pipeline.runs.execution import execute
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.training]
 TINY = "height: 32\nwidth: 32\ndepth: 8\nn_channels: 4\nmax_epochs: 3\npatience: 3\nbatch_size: 2\n"
 
 

@@ -11,8 +11,7 @@ from django.urls import reverse
 from evaluation.models import Study
 from evaluation.reports import votes_frame
 from evaluation.services import record_vote, set_status
-from tests.access_rows_evaluation import make_study
-from tests.conftest import make_user
+from tests.factories import make_study, make_user
 
 pytestmark = pytest.mark.django_db
 

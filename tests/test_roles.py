@@ -17,7 +17,7 @@ def test_groups_exist_from_data_migration():
     [("reader", "evaluation:my_studies"), ("coordinator", "pipeline:dataset_list"), ("admin", "pipeline:run_list")],
 )
 def test_home_sends_each_role_to_its_start_page(client_for, role, landing):
-    from tests.conftest import make_user
+    from tests.factories import make_user
 
     user = make_user(f"u_{role}", role)
     response = client_for(user).get(reverse("home"))
@@ -39,7 +39,7 @@ def test_anonymous_is_sent_to_login(client):
 
 
 def test_login_with_password_lands_on_role_page(client):
-    from tests.conftest import make_user
+    from tests.factories import make_user
 
     make_user("c1", "coordinator")
     response = client.post(reverse("login"), {"username": "c1", "password": "c1-pass-123"}, follow=True)

@@ -10,16 +10,10 @@ from evaluation.design import derive_seed, plan_items
 from evaluation.models import Item, Vote, VoteRevision
 from evaluation.services import StudyError, assign_readers, create_study, record_vote, set_pairs, set_status
 from evaluation.volumes import focus_of
-from tests.access_rows_evaluation import make_study
-from tests.conftest import make_user
-from tests.factories import add_label, blob, make_dataset
+from tests.factories import add_label, blob, make_dataset, make_study, make_user
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("media")]
 
-
-@pytest.fixture(autouse=True)
-def media(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path
 
 
 # --- the pure design --------------------------------------------------------------------------------------

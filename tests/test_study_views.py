@@ -7,15 +7,10 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from evaluation.models import Item, Study, Vote
-from tests.access_rows_evaluation import make_study
-from tests.conftest import make_user
+from tests.factories import make_study, make_user
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("media")]
 
-
-@pytest.fixture(autouse=True)
-def media(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path
 
 
 def post_vote(client, study, position, **body):

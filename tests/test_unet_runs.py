@@ -15,7 +15,7 @@ from pipeline.core.phantoms import write_phantom_dataset
 from pipeline.models import CaseMetric, ComparisonRun, Dataset, Label, PredictionSet, TrainingRun
 from pipeline.runs.execution import run_dir
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.training]
 ROOT = Path(__file__).resolve().parent.parent
 TINY = "height: 32\nwidth: 32\ndepth: 8\nmax_epochs: 3\nchannels: [4, 8, 16]\n"
 

@@ -9,14 +9,10 @@ from django.core.management import call_command
 from pipeline.core.phantoms import write_phantom_dataset
 from pipeline.models import Case, Dataset
 from tests.browser.conftest import login, screenshot
-from tests.conftest import make_user
+from tests.factories import make_user
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 
-
-@pytest.fixture
-def media(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
 
 
 def canvas_brightness(page, selector):

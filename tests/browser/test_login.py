@@ -3,7 +3,7 @@
 import pytest
 
 from tests.browser.conftest import login, screenshot
-from tests.conftest import make_user
+from tests.factories import make_user
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 

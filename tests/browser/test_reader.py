@@ -10,9 +10,8 @@ import pytest
 from PIL import Image
 
 from evaluation.models import Vote
-from tests.access_rows_evaluation import make_study
 from tests.browser.conftest import login, screenshot
-from tests.conftest import make_user
+from tests.factories import make_study, make_user
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 

@@ -5,7 +5,7 @@ import pytest
 
 from pipeline.models import Dataset, RunEvent, TrainingRun
 from tests.browser.conftest import login, screenshot
-from tests.conftest import make_user
+from tests.factories import make_user
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
 EPOCHS = 37

@@ -7,10 +7,11 @@ from django.core.management import call_command
 from pipeline.core.phantoms import write_phantom_dataset
 from pipeline.models import ClusteringRun, Label, RefinementRun
 from tests.browser.conftest import login, screenshot
-from tests.conftest import make_user
+from tests.factories import make_user
 from tests.worker import celery_worker, wait_for
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser, pytest.mark.worker, pytest.mark.slow]
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser, pytest.mark.worker, pytest.mark.slow,
+              pytest.mark.training]
 
 
 def test_generate_labels_through_worker_with_live_pages(page, settings, tmp_path):
