@@ -79,17 +79,23 @@ def study_detail(request, pk):
     })
 
 
+def _change(request, study, change, success):
+    """Run ``change()`` (a study service) and report on the study page: ``success(result)`` or the refusal."""
+    try:
+        result = change()
+    except StudyError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, success(result))
+    return redirect(study)
+
+
 @require_POST
 @capability_required("coordinate")
 def study_status(request, pk):
     study = get_object_or_404(Study, pk=pk)
-    try:
-        set_status(study, request.POST.get("status", ""))
-    except StudyError as exc:
-        messages.error(request, exc.message)
-    else:
-        messages.success(request, f"The study is now {study.get_status_display().lower()}.")
-    return redirect(study)
+    return _change(request, study, lambda: set_status(study, request.POST.get("status", "")),
+                   lambda _: f"The study is now {study.get_status_display().lower()}.")
 
 
 @require_POST
@@ -97,16 +103,11 @@ def study_status(request, pk):
 def study_readers(request, pk):
     study = get_object_or_404(Study, pk=pk)
     form = AssignReadersForm(request.POST, study=study)
-    if form.is_valid():
-        try:
-            made = assign_readers(study, form.cleaned_data["readers"])
-        except StudyError as exc:
-            messages.error(request, exc.message)
-        else:
-            messages.success(request, f"Assigned {len(made)} reader(s).")
-    else:
+    if not form.is_valid():
         messages.error(request, "Choose at least one reader who is not assigned yet.")
-    return redirect(study)
+        return redirect(study)
+    return _change(request, study, lambda: assign_readers(study, form.cleaned_data["readers"]),
+                   lambda made: f"Assigned {len(made)} reader(s).")
 
 
 @require_POST
@@ -114,13 +115,8 @@ def study_readers(request, pk):
 def study_reader_remove(request, pk, assignment_pk):
     study = get_object_or_404(Study, pk=pk)
     assignment = get_object_or_404(Assignment, pk=assignment_pk, study=study)
-    try:
-        name = remove_reader(study, assignment)
-    except StudyError as exc:
-        messages.error(request, exc.message)
-    else:
-        messages.success(request, f"{name} was removed from the study.")
-    return redirect(study)
+    return _change(request, study, lambda: remove_reader(study, assignment),
+                   lambda name: f"{name} was removed from the study.")
 
 
 @require_POST
@@ -128,16 +124,11 @@ def study_reader_remove(request, pk, assignment_pk):
 def study_pairs(request, pk):
     study = get_object_or_404(Study, pk=pk)
     form = PairsForm(request.POST, study=study)
-    if form.is_valid():
-        try:
-            set_pairs(study, form.arm_id_pairs())
-        except StudyError as exc:
-            messages.error(request, exc.message)
-        else:
-            messages.success(request, "Pairs saved; every reader's items were planned again.")
-    else:
+    if not form.is_valid():
         messages.error(request, "Choose at least one pair.")
-    return redirect(study)
+        return redirect(study)
+    return _change(request, study, lambda: set_pairs(study, form.arm_id_pairs()),
+                   lambda _: "Pairs saved; every reader's items were planned again.")
 
 
 @capability_required("coordinate")

@@ -1,6 +1,8 @@
 """The shared test factories: users with a role, datasets made directly in the database and MEDIA_ROOT, and
 blind studies over them. Fixtures (``media``, role users) are in tests/conftest.py."""
 
+from pathlib import Path
+
 import numpy as np
 
 from pipeline.datasets.storage import store_volume
@@ -79,3 +81,14 @@ def make_study(*, n_cases=4, readers=(), prediction_sets=("unet-expert", "unet-a
     return create_study(dataset=dataset, prediction_sets=list(dataset.prediction_sets.order_by("pk")),
                         title=f"Study of {name}", readers=readers, open_now=open_now and bool(readers), seed=7,
                         **settings)
+
+
+def import_phantoms(folder, name="tiny", *, n_cases=4, size=32, depth=8, seed=5):
+    """A phantom dataset written under ``folder`` and imported through ``import_cases`` (MEDIA_ROOT must be set)."""
+    from django.core.management import call_command
+
+    from pipeline.core.phantoms import write_phantom_dataset
+
+    manifest = write_phantom_dataset(Path(folder) / "ph", n_cases=n_cases, size=size, depth=depth, seed=seed)
+    call_command("import_cases", str(manifest), dataset=name, no_progress=True)
+    return Dataset.objects.get(name=name)

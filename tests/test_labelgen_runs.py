@@ -7,23 +7,21 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from pipeline.core.io.nifti import load_volume
-from pipeline.core.phantoms import write_phantom_dataset
 from pipeline.labelgen.runs import run_clustering, run_refinement
-from pipeline.models import Case, ClusteringRun, ClusterMap, Dataset, Label, LabelQA, RefinementRun
+from pipeline.models import Case, ClusteringRun, ClusterMap, Label, LabelQA, RefinementRun
 from pipeline.runs.execution import execute
+from tests.factories import import_phantoms
 
 pytestmark = [pytest.mark.django_db, pytest.mark.training]
 TINY = "height: 32\nwidth: 32\ndepth: 8\nn_channels: 4\nmax_epochs: 3\npatience: 3\nbatch_size: 2\n"
 
 
 @pytest.fixture
-def tiny(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-    manifest = write_phantom_dataset(tmp_path / "ph", n_cases=4, size=32, depth=8, seed=5)
-    call_command("import_cases", str(manifest), dataset="tiny", no_progress=True)
+def tiny(media, tmp_path):
+    dataset = import_phantoms(tmp_path, n_cases=4, seed=5)
     config = tmp_path / "tiny.yaml"
     config.write_text(TINY)
-    return {"dataset": Dataset.objects.get(name="tiny"), "config": str(config), "tmp": tmp_path}
+    return {"dataset": dataset, "config": str(config), "tmp": tmp_path}
 
 
 def test_generate_labels_end_to_end_and_export(tiny, capsys):

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from django.core.management import CommandError, call_command
 
-from pipeline.core.phantoms import write_phantom_dataset
-from pipeline.models import CaseMetric, ComparisonRun, Dataset, Label, PredictionSet, TrainingRun
+from pipeline.models import CaseMetric, ComparisonRun, Label, PredictionSet, TrainingRun
 from pipeline.runs.execution import run_dir
+from tests.factories import import_phantoms
 
 pytestmark = [pytest.mark.django_db, pytest.mark.training]
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,14 +21,12 @@ TINY = "height: 32\nwidth: 32\ndepth: 8\nmax_epochs: 3\nchannels: [4, 8, 16]\n"
 
 
 @pytest.fixture
-def tiny(settings, tmp_path):
-    settings.MEDIA_ROOT = tmp_path / "media"
-    manifest = write_phantom_dataset(tmp_path / "ph", n_cases=5, size=32, depth=8, seed=9)
-    call_command("import_cases", str(manifest), dataset="tiny", no_progress=True)
+def tiny(media, tmp_path):
+    dataset = import_phantoms(tmp_path, n_cases=5, seed=9)
     config = tmp_path / "unet.yaml"
     config.write_text(TINY)
-    return {"dataset": Dataset.objects.get(name="tiny"), "config": str(config), "tmp": tmp_path,
-            "folder": Path(manifest).parent}
+    return {"dataset": dataset, "config": str(config), "tmp": tmp_path,
+            "folder": tmp_path / "ph"}
 
 
 def test_compare_models_trains_arms_identically_and_predicts_test(tiny, capsys):

@@ -98,32 +98,10 @@ def agreement(votes: pd.DataFrame, arm_a: str, arm_b: str) -> AgreementResult:
         p_i = ((counts * (counts - 1)).sum(1) / (raters * (raters - 1)))[shared]
     pct = float(p_i.mean()) if p_i.size else None
     if n_readers < 2:
-        return AgreementResult(
-            arm_a=arm_a,
-            arm_b=arm_b,
-            n_readers=n_readers,
-            n_items_complete=0,
-            n_items_shared=0,
-            fleiss_kappa=None,
-            percent_agreement=None,
-            mean_cohen_kappa=None,
-            pairwise=(),
-            note="only one reader: agreement between readers is not defined",
-        )
+        return _undefined(arm_a, arm_b, n_readers, "only one reader: agreement between readers is not defined")
     complete = raters == n_readers
     if not shared.any():
-        return AgreementResult(
-            arm_a=arm_a,
-            arm_b=arm_b,
-            n_readers=n_readers,
-            n_items_complete=0,
-            n_items_shared=0,
-            fleiss_kappa=None,
-            percent_agreement=None,
-            mean_cohen_kappa=None,
-            pairwise=(),
-            note="no case was rated by two or more readers: agreement is not defined",
-        )
+        return _undefined(arm_a, arm_b, n_readers, "no case was rated by two or more readers: agreement is not defined")
     notes = []
     fleiss = None
     if not complete.any():
@@ -165,3 +143,9 @@ def agreement(votes: pd.DataFrame, arm_a: str, arm_b: str) -> AgreementResult:
         pairwise=pairs,
         note="; ".join(notes) or None,
     )
+
+
+def _undefined(arm_a, arm_b, n_readers, note) -> AgreementResult:
+    """An agreement result with nothing measurable, saying why."""
+    return AgreementResult(arm_a=arm_a, arm_b=arm_b, n_readers=n_readers, n_items_complete=0, n_items_shared=0,
+                           fleiss_kappa=None, percent_agreement=None, mean_cohen_kappa=None, pairwise=(), note=note)

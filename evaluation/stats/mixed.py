@@ -1,7 +1,7 @@
 """Logistic mixed model for one arm pair: random intercepts for reader and case (statsmodels
 ``BinomialBayesMixedGLM`` fitted by variational Bayes), with a Laplace-corrected interval for the intercept.
 
-A sensitivity analysis next to the cluster bootstrap (:mod:`evaluation.stats.cluster`): it models the
+A sensitivity analysis next to the cluster bootstrap (:mod:`evaluation.stats.bootstrap`): it models the
 correlation explicitly instead of resampling it. Takes a normalised vote table restricted to one pair.
 """
 
@@ -17,7 +17,7 @@ from scipy import stats as sps
 from scipy.special import expit
 
 from evaluation.stats.base import Interval, to_jsonable
-from evaluation.stats.cluster import clustering
+from evaluation.stats.bootstrap import clustering
 
 
 @dataclasses.dataclass(frozen=True)

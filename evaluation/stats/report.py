@@ -38,20 +38,20 @@ from evaluation.stats.base import (
     to_jsonable,
     wilson_interval,
 )
-from evaluation.stats.bradley_terry import (
-    ArmStrength,
-    BradleyTerryResult,
-    bradley_terry,
-    fit_bradley_terry,
-    win_matrix,
-)
-from evaluation.stats.cluster import (
+from evaluation.stats.bootstrap import (
     BootstrapResult,
     Clustering,
     HeadlineInterval,
     choose_headline_interval,
     cluster_bootstrap,
     clustering,
+)
+from evaluation.stats.bradley_terry import (
+    ArmStrength,
+    BradleyTerryResult,
+    bradley_terry,
+    fit_bradley_terry,
+    win_matrix,
 )
 from evaluation.stats.mixed import MixedModelResult, mixed_model
 from evaluation.stats.preference import (

@@ -12,9 +12,9 @@ import numpy as np
 from pipeline.core.clustering.config import ClusteringConfig
 from pipeline.core.preprocess import GridSpec, check_case_images, named_cases
 
-__all__ = ["Case", "EpochStats", "FitResult", "validate_cases", "validate_val_labels"]
+__all__ = ["CaseImages", "EpochStats", "FitResult", "validate_cases", "validate_val_labels"]
 
-Case = Sequence[np.ndarray]  # one array (X, Y, Z) per modality, all on one grid
+CaseImages = Sequence[np.ndarray]  # one array (X, Y, Z) per modality, all on one grid
 
 
 @dataclass
@@ -54,7 +54,7 @@ class FitResult:
         return len(self.history)
 
 
-def validate_cases(train: Sequence[Case], val: Sequence[Case], config: ClusteringConfig) -> None:
+def validate_cases(train: Sequence[CaseImages], val: Sequence[CaseImages], config: ClusteringConfig) -> None:
     """Raise ``ValueError`` before training: no TRAIN or no VAL cases, a case without modalities or with
     differently shaped modalities, modality counts differing between cases, a case too small for the grid
     (:func:`~pipeline.core.preprocess.check_fits`), or non-finite / non-numeric voxels. Messages name the case
@@ -75,7 +75,7 @@ def validate_cases(train: Sequence[Case], val: Sequence[Case], config: Clusterin
                 raise ValueError(f"{name}: modality {m} contains NaN or infinite values")
 
 
-def validate_val_labels(val: Sequence[Case], val_labels: Sequence[np.ndarray | None] | None,
+def validate_val_labels(val: Sequence[CaseImages], val_labels: Sequence[np.ndarray | None] | None,
                         config: ClusteringConfig) -> None:
     """With ``keep_epoch_by="val_labels"``, refuse before training: no labels given, a count differing from
     the VAL cases, a label whose shape differs from its case's, or no VAL case with a non-empty label. Labels

@@ -42,7 +42,13 @@ import torch
 
 from pipeline.core.clustering.config import ClusteringConfig
 from pipeline.core.clustering.model import ClusteringLoss, ClusterNet, make_augmentation
-from pipeline.core.clustering.records import Case, EpochStats, FitResult, validate_cases, validate_val_labels
+from pipeline.core.clustering.records import (
+    CaseImages,
+    EpochStats,
+    FitResult,
+    validate_cases,
+    validate_val_labels,
+)
 from pipeline.core.device import resolve_device
 from pipeline.core.metrics import best_regions, dice
 from pipeline.core.preprocess import GridSpec, from_model_grid, label_to_model_grid, to_model_grid
@@ -89,7 +95,7 @@ class ClusteringTrainer:
             model = ClusterNet(self.config.n_channels, self.config.n_conv, self.config.slice_kernel)
         return model.to(self.device)
 
-    def _prepare(self, cases: Sequence[Case], split: str) -> tuple[torch.Tensor, list, list]:
+    def _prepare(self, cases: Sequence[CaseImages], split: str) -> tuple[torch.Tensor, list, list]:
         """Preprocess once: ``(N, M, H, W, D)`` float32 on the device (pinned host memory if it would not fit),
         the fingerprint stats and the grid records."""
         arrays, stats, records = [], [], []
@@ -115,7 +121,7 @@ class ClusteringTrainer:
         return torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp)
 
     # -------------------------------------------------------------------------------------------- fit
-    def fit(self, train: Sequence[Case], val: Sequence[Case], *, checkpoint_dir: str | os.PathLike | None = None,
+    def fit(self, train: Sequence[CaseImages], val: Sequence[CaseImages], *, checkpoint_dir: str | os.PathLike | None = None,
             on_epoch: Callable[[EpochStats], object] | None = None,
             should_stop: Callable[[], bool] | None = None,
             val_labels: Sequence[np.ndarray | None] | None = None) -> FitResult:
@@ -266,7 +272,7 @@ class ClusteringTrainer:
 
     # ---------------------------------------------------------------------------------------- predict
     @torch.no_grad()
-    def predict(self, images: Case, *, fill: int = -1) -> np.ndarray:
+    def predict(self, images: CaseImages, *, fill: int = -1) -> np.ndarray:
         """Cluster map of one case: int32 ``(X, Y, Z)`` on the case's ORIGINAL grid, ids in
         ``0 .. M * n_channels - 1``; voxels outside the model grid (slices cropped when ``Z > depth``) get
         ``fill`` (default -1, "not clustered")."""

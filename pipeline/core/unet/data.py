@@ -40,7 +40,7 @@ __all__ = ["ToModelGridd", "make_unet_augmentation", "make_train_transforms", "b
            "collate", "infer_logits", "validate_cases", "case_fingerprint", "same_fingerprint",
            "order_modalities"]
 
-Case = tuple[Sequence[np.ndarray], np.ndarray]
+LabelledCase = tuple[Sequence[np.ndarray], np.ndarray]
 
 
 def _plain(t: torch.Tensor) -> torch.Tensor:
@@ -58,7 +58,7 @@ def _check_label(label: np.ndarray, name: str, shape: tuple) -> None:
         raise ValueError(f"{name}: label must contain only 0 and 1, got values in [{label.min()}, {label.max()}]")
 
 
-def validate_cases(train: Sequence[Case], val: Sequence[Case], config: UNetConfig) -> int:
+def validate_cases(train: Sequence[LabelledCase], val: Sequence[LabelledCase], config: UNetConfig) -> int:
     """Raise ``ValueError`` (naming split, case index and reason) before training; returns M (modalities).
 
     Checks: TRAIN and VAL non-empty; each case an ``(images, label)`` pair; images a non-empty list of
@@ -77,7 +77,7 @@ def validate_cases(train: Sequence[Case], val: Sequence[Case], config: UNetConfi
     return int(n_mod)
 
 
-def case_fingerprint(cases: Sequence[Case]) -> list:
+def case_fingerprint(cases: Sequence[LabelledCase]) -> list:
     """Cheap identity of cases for resuming: per case its shape, per-modality mean / std and a SHA-1 of the
     label's bits (two arms differ only in labels, so the label must be identified exactly)."""
     out = []
@@ -171,7 +171,7 @@ def make_train_transforms(config: UNetConfig, device: torch.device, *, cache_on_
     return Compose(steps)
 
 
-def build_train_dataset(cases: Sequence[Case], config: UNetConfig, device: torch.device) -> CacheDataset:
+def build_train_dataset(cases: Sequence[LabelledCase], config: UNetConfig, device: torch.device) -> CacheDataset:
     """A ``CacheDataset`` over TRAIN cases; ``config.cache_rate`` of them keep their model-grid arrays cached
     (on the GPU when CUDA is used and the cache takes under a quarter of free memory)."""
     n_mod = len(cases[0][0])

@@ -38,7 +38,7 @@ from pipeline.core.training.checkpoints import atomic_save, atomic_write_text, e
 from pipeline.core.training.loop import Checkpointing, EpochLoop, Verdict
 from pipeline.core.unet.config import UNetConfig
 from pipeline.core.unet.data import (
-    Case,
+    LabelledCase,
     ToModelGridd,
     build_train_dataset,
     case_fingerprint,
@@ -135,7 +135,7 @@ class UNetTrainer:
                                         warmup_multiplier=0.1 if cfg.warmup_epochs else 0.0)
         return torch.optim.lr_scheduler.PolynomialLR(opt, total_iters=cfg.max_epochs, power=cfg.poly_power)
 
-    def _prepare_val(self, val: Sequence[Case]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def _prepare_val(self, val: Sequence[LabelledCase]) -> list[tuple[torch.Tensor, torch.Tensor]]:
         to_grid = ToModelGridd(self.grid)
         out = []
         for images, label in val:
@@ -144,7 +144,7 @@ class UNetTrainer:
         return out
 
     # -------------------------------------------------------------------------------------------- fit
-    def fit(self, train: Sequence[Case], val: Sequence[Case], *, modalities: Sequence[str] | None = None,
+    def fit(self, train: Sequence[LabelledCase], val: Sequence[LabelledCase], *, modalities: Sequence[str] | None = None,
             checkpoint_dir: str | os.PathLike | None = None, on_epoch: Callable[[EpochStats], object] | None = None,
             should_stop: Callable[[], bool] | None = None) -> FitResult:
         """Train; afterwards the trainer holds the weights of the best VAL epoch.
