@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from pipeline.core.training.config_dict import config_from_dict, preset_values
+from pipeline.core.training.config_dict import TrainerConfig, preset_values
 
 __all__ = ["ClusteringConfig"]
 
@@ -17,7 +17,7 @@ _DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
 
 
 @dataclass
-class ClusteringConfig:
+class ClusteringConfig(TrainerConfig):
     """Every parameter of a clustering run, defaulting to the paper.
 
     Attributes:
@@ -49,6 +49,8 @@ class ClusteringConfig:
             clustering can jump between a separate tumour cluster and none, so the lowest VAL loss is often a
             clustering in which the tumour has merged into healthy tissue.
     """
+
+    WHAT = "clustering"  # in messages (not a field: no annotation)
 
     height: int = 512
     width: int = 512
@@ -140,18 +142,5 @@ class ClusteringConfig:
                      "batch_size": 1, "max_epochs": 60, "patience": 25, "slice_kernel": 1,
                      "keep_epoch_by": "val_labels"},
         }
-        return cls.from_dict({**preset_values(presets, name, "clustering"), **overrides})
+        return cls.from_dict({**preset_values(presets, name, cls.WHAT), **overrides})
 
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ClusteringConfig:
-        """Build from a (YAML/JSON) dict; missing keys take defaults. Unknown keys or bad values -> ``ValueError``
-        naming them."""
-        return config_from_dict(cls, d, "clustering")
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict; ``from_dict(to_dict())`` round-trips."""
-        return asdict(self)
-
-    def replace(self, **changes: Any) -> ClusteringConfig:
-        """A validated copy with some fields changed."""
-        return replace(self, **changes)

@@ -31,3 +31,30 @@ def preset_values(table, name, what: str) -> dict:
     if name not in table:
         raise ValueError(f"unknown {what} preset {name!r}; choose one of {sorted(PRESETS)}")
     return table[name]
+
+
+class TrainerConfig:
+    """What every trainer's config dataclass shares: building from a dict, a plain dict, a validated copy.
+
+    Subclasses are dataclasses that set ``WHAT`` (the name used in messages, e.g. "clustering").
+    """
+
+    WHAT = "trainer"
+
+    @classmethod
+    def from_dict(cls, d):
+        """Build from a (YAML/JSON) dict; missing keys take defaults. Unknown keys or bad values -> ``ValueError``
+        naming them."""
+        return config_from_dict(cls, d, cls.WHAT)
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able dict; ``from_dict(to_dict())`` round-trips."""
+        from dataclasses import asdict
+
+        return asdict(self)
+
+    def replace(self, **changes):
+        """A validated copy with some fields changed."""
+        from dataclasses import replace
+
+        return replace(self, **changes)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
-from pipeline.core.training.config_dict import config_from_dict, preset_values
+from pipeline.core.training.config_dict import TrainerConfig, preset_values
 
 __all__ = ["UNetConfig"]
 
@@ -25,7 +25,7 @@ def _is_num(v: Any) -> bool:
 
 
 @dataclass
-class UNetConfig:
+class UNetConfig(TrainerConfig):
     """Every parameter of a U-Net training run; the defaults are the ``"paper"`` (GPU-size) preset.
 
     Network (MONAI ``UNet``, ``spatial_dims=3``, 2 output channels background / tumour, softmax):
@@ -54,6 +54,8 @@ class UNetConfig:
             together (label nearest), and random intensity scale + shift of the image.
         cache_rate: fraction of cases whose preprocessing ``monai.data.CacheDataset`` keeps in memory.
     """
+
+    WHAT = "U-Net"  # in messages (not a field: no annotation)
 
     height: int = 512
     width: int = 512
@@ -198,13 +200,7 @@ class UNetConfig:
                      "strides": (2, 2), "num_res_units": 0, "lr": 1e-2, "max_epochs": 40, "patience": 10,
                      "batch_size": 2},
         }
-        return cls.from_dict({**preset_values(presets, name, "U-Net"), **overrides})
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> UNetConfig:
-        """Build from a (YAML/JSON) dict; missing keys take defaults. Unknown keys or bad values -> ``ValueError``
-        naming them."""
-        return config_from_dict(cls, d, "U-Net")
+        return cls.from_dict({**preset_values(presets, name, cls.WHAT), **overrides})
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict (tuples become lists); ``from_dict(to_dict())`` round-trips."""
@@ -213,7 +209,3 @@ class UNetConfig:
         d["strides"] = [list(s) if isinstance(s, tuple) else s for s in self.strides]
         d["patch_size"] = list(self.patch_size) if self.patch_size is not None else None
         return d
-
-    def replace(self, **changes: Any) -> UNetConfig:
-        """A validated copy with some fields changed."""
-        return replace(self, **changes)
