@@ -78,3 +78,19 @@ def test_the_command_clears_a_lock_out():
     assert login(Client(), "reader1", PASSWORD, addr="10.3.3.3").status_code == 429
     call_command("axes_reset_username", "reader1")
     assert login(Client(), "reader1", PASSWORD, addr="10.3.3.3").status_code == 302
+
+
+def test_behind_a_proxy_each_client_is_counted_not_the_proxy(settings):
+    settings.LABELGEN_BEHIND_PROXY = True
+    make_user("reader1", "reader")
+    proxy = "10.0.0.1"
+    for name in ("alice", "bob", "carol"):  # one client guessing, through the proxy
+        Client().post(reverse("login"), {"username": name, "password": "guess"}, REMOTE_ADDR=proxy,
+                      HTTP_X_FORWARDED_FOR="203.0.113.9")
+    other = Client()
+    response = other.post(reverse("login"), {"username": "reader1", "password": PASSWORD}, REMOTE_ADDR=proxy,
+                          HTTP_X_FORWARDED_FOR="198.51.100.4")
+    assert response.status_code == 302 and logged_in(other)  # another client behind the same proxy logs in
+    forged = Client().post(reverse("login"), {"username": "reader1", "password": PASSWORD}, REMOTE_ADDR=proxy,
+                           HTTP_X_FORWARDED_FOR="198.51.100.4, 203.0.113.9")
+    assert forged.status_code == 429  # a forged first entry does not hide the guessing client
