@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
-
-import numpy as np
 
 from pipeline.core.training.config_dict import TrainerConfig, preset_values
 
 __all__ = ["ClusteringConfig"]
 
 KEEP_EPOCH_BY = ("val_loss", "val_labels")
-_DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
 
 
 @dataclass
@@ -72,40 +68,21 @@ class ClusteringConfig(TrainerConfig):
     keep_epoch_by: str = "val_loss"
 
     def __post_init__(self) -> None:
-        problems = []
-        ints = {"height": 1, "width": 1, "depth": 1, "n_channels": 1, "n_conv": 1, "batch_size": 1,
-                "max_epochs": 1, "patience": 1, "min_clusters": 0, "seed": 0}
-        for name, low in ints.items():
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | np.integer):
-                problems.append(f"{name} must be an integer, got {value!r}")
-            elif value < low:
-                problems.append(f"{name} must be >= {low}, got {value}")
-            else:
-                setattr(self, name, int(value))
-        for name, ok, rule in (
+        problems = self._check_ints({"height": 1, "width": 1, "depth": 1, "n_channels": 1, "n_conv": 1, "batch_size": 1,
+                                     "max_epochs": 1, "patience": 1, "min_clusters": 0, "seed": 0})
+        problems += self._check_numbers((
             ("mu", lambda v: v >= 0, ">= 0"),
             ("lr", lambda v: v > 0, "> 0"),
             ("momentum", lambda v: 0 <= v < 1, "in [0, 1)"),
-        ):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-                problems.append(f"{name} must be a number, got {value!r}")
-            elif not np.isfinite(value) or not ok(value):
-                problems.append(f"{name} must be {rule}, got {value!r}")
-            else:
-                setattr(self, name, float(value))
-        for name in ("amp", "augment"):
-            if not isinstance(getattr(self, name), bool):
-                problems.append(f"{name} must be true or false, got {getattr(self, name)!r}")
+        ))
+        problems += self._check_switches()
         if isinstance(self.slice_kernel, bool) or self.slice_kernel not in (1, 3):
             problems.append(f"slice_kernel must be 1 or 3, got {self.slice_kernel!r}")
         else:
             self.slice_kernel = int(self.slice_kernel)
         if self.keep_epoch_by not in KEEP_EPOCH_BY:
             problems.append(f"keep_epoch_by must be one of {', '.join(KEEP_EPOCH_BY)}, got {self.keep_epoch_by!r}")
-        if not isinstance(self.device, str) or not _DEVICE_RE.match(self.device.strip().lower()):
-            problems.append(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
+        problems += self._check_device()
         if problems:
             raise ValueError("invalid clustering config: " + "; ".join(problems))
 

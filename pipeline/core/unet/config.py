@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import numpy as np
-
-from pipeline.core.training.config_dict import TrainerConfig, preset_values
+from pipeline.core.training.config_dict import TrainerConfig, is_int, is_num, preset_values
 
 __all__ = ["UNetConfig"]
 
-_DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
 _SCHEDULES = ("cosine", "poly")
 
 
-def _is_int(v: Any) -> bool:
-    return not isinstance(v, bool) and isinstance(v, int | np.integer)
-
-
-def _is_num(v: Any) -> bool:
-    return not isinstance(v, bool) and isinstance(v, int | float | np.integer | np.floating)
 
 
 @dataclass
@@ -85,37 +75,18 @@ class UNetConfig(TrainerConfig):
     cache_rate: float = 1.0
 
     def __post_init__(self) -> None:
-        problems: list[str] = []
-        ints = {"height": 1, "width": 1, "depth": 1, "num_samples": 1, "num_res_units": 0, "warmup_epochs": 0,
-                "max_epochs": 1, "batch_size": 1, "patience": 1, "sw_batch_size": 1, "seed": 0}
-        for name, low in ints.items():
-            value = getattr(self, name)
-            if not _is_int(value):
-                problems.append(f"{name} must be an integer, got {value!r}")
-            elif value < low:
-                problems.append(f"{name} must be >= {low}, got {value}")
-            else:
-                setattr(self, name, int(value))
-        for name, ok, rule in (
+        problems = self._check_ints({"height": 1, "width": 1, "depth": 1, "num_samples": 1, "num_res_units": 0,
+                                     "warmup_epochs": 0, "max_epochs": 1, "batch_size": 1, "patience": 1,
+                                     "sw_batch_size": 1, "seed": 0})
+        problems += self._check_numbers((
             ("pos", lambda v: v >= 0, ">= 0"), ("neg", lambda v: v >= 0, ">= 0"),
             ("dropout", lambda v: 0 <= v < 1, "in [0, 1)"), ("lr", lambda v: v > 0, "> 0"),
             ("weight_decay", lambda v: v >= 0, ">= 0"), ("poly_power", lambda v: v > 0, "> 0"),
             ("sw_overlap", lambda v: 0 <= v < 1, "in [0, 1)"), ("cache_rate", lambda v: 0 <= v <= 1, "in [0, 1]"),
-        ):
-            value = getattr(self, name)
-            if not _is_num(value):
-                problems.append(f"{name} must be a number, got {value!r}")
-            elif not np.isfinite(value) or not ok(value):
-                problems.append(f"{name} must be {rule}, got {value!r}")
-            else:
-                setattr(self, name, float(value))
-        if _is_num(self.pos) and _is_num(self.neg) and self.pos + self.neg <= 0:
+        ))
+        if is_num(self.pos) and is_num(self.neg) and self.pos + self.neg <= 0:
             problems.append("pos and neg cannot both be 0")
-        for name in ("amp", "augment"):
-            if not isinstance(getattr(self, name), bool):
-                problems.append(f"{name} must be true or false, got {getattr(self, name)!r}")
-        if not isinstance(self.device, str) or not _DEVICE_RE.match(self.device.strip().lower()):
-            problems.append(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {self.device!r}")
+        problems += self._check_switches() + self._check_device()
         if self.schedule not in _SCHEDULES:
             problems.append(f"schedule must be one of {list(_SCHEDULES)}, got {self.schedule!r}")
         elif self.schedule == "poly" and self.warmup_epochs:
@@ -129,7 +100,7 @@ class UNetConfig(TrainerConfig):
         problems = []
         ch = self.channels
         if isinstance(ch, str) or not hasattr(ch, "__len__") or len(ch) < 2 or not all(
-                _is_int(c) and c >= 1 for c in ch):
+                is_int(c) and c >= 1 for c in ch):
             problems.append(f"channels must be a list of >= 2 positive integers, got {ch!r}")
             ch = None
         else:
@@ -141,11 +112,11 @@ class UNetConfig(TrainerConfig):
             return problems
         norm: list[int | tuple[int, int, int]] = []
         for s in st:
-            if _is_int(s) and s >= 1:
+            if is_int(s) and s >= 1:
                 norm.append(int(s))
                 factors = [f * int(s) for f in factors]
             elif (not isinstance(s, str) and hasattr(s, "__len__") and len(s) == 3
-                  and all(_is_int(v) and v >= 1 for v in s)):
+                  and all(is_int(v) and v >= 1 for v in s)):
                 norm.append(tuple(int(v) for v in s))
                 factors = [f * int(v) for f, v in zip(factors, s, strict=True)]
             else:
@@ -159,14 +130,14 @@ class UNetConfig(TrainerConfig):
         if self.patch_size is not None:
             ps = self.patch_size
             if isinstance(ps, str) or not hasattr(ps, "__len__") or len(ps) != 3 or not all(
-                    _is_int(v) and v >= 1 for v in ps):
+                    is_int(v) and v >= 1 for v in ps):
                 problems.append(f"patch_size must be null or 3 positive integers (h, w, d), got {ps!r}")
                 return problems
             self.patch_size = tuple(int(v) for v in ps)
-            if all(_is_int(g) for g in grid) and any(p > g for p, g in zip(self.patch_size, grid, strict=True)):
+            if all(is_int(g) for g in grid) and any(p > g for p, g in zip(self.patch_size, grid, strict=True)):
                 problems.append(f"patch_size {self.patch_size} is larger than the grid {grid}")
         for what, shape in (("grid", grid), ("patch_size", self.patch_size)):
-            if shape is None or not all(_is_int(v) for v in shape):
+            if shape is None or not all(is_int(v) for v in shape):
                 continue
             if any(int(v) % f for v, f in zip(shape, factors, strict=True)):
                 problems.append(f"{what} {tuple(shape)} must be divisible per axis by the strides' product "
