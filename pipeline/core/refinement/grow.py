@@ -53,7 +53,8 @@ def _one_per_label(ids: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 def grow_regions(cmap: np.ndarray, cluster: int, voxels: np.ndarray, box: tuple[slice, ...], limit: float,
                  structure: np.ndarray, reach: np.ndarray, out: np.ndarray, rng: np.random.Generator,
-                 one_seed: bool, inside: np.ndarray | None = None, min_inside: float = 0.0) -> list[RegionReport]:
+                 one_seed: bool, inside: np.ndarray | None = None, min_inside: float = 0.0,
+                 known: np.ndarray | None = None) -> list[RegionReport]:
     """Grow regions of ``cmap == cluster`` from the cluster's voxels inside one lesion and write the kept ones
     (at most ``limit`` voxels, and at least ``min_inside`` of them inside ``inside``) into ``out``.
 
@@ -61,7 +62,9 @@ def grow_regions(cmap: np.ndarray, cluster: int, voxels: np.ndarray, box: tuple[
     the lesion; ``box`` the lesion's bounding box (slices); ``structure`` 3x3x3 bool element; ``reach`` (3,)
     bool, axes the element connects (Z is False in per-slice mode, so boxes never grow along it); ``out``
     (X, Y, Z) bool, updated in place; ``rng`` picks the seed voxels; ``inside`` (X, Y, Z) bool combined expert
-    label, for each region's ``inside`` share (None: not measured, ``min_inside`` must then be 0).
+    label, for each region's ``inside`` share (None: not measured, ``min_inside`` must then be 0); ``known``
+    (X, Y, Z) bool, where the input says what the voxel is: the share is ``|region & inside| / |region & known|``
+    (None: everywhere; a region with no known voxel counts as inside).
 
     ``one_seed``: a single random voxel is the seed. Otherwise one random voxel of each component met in the
     first box is a seed; that reaches every piece of the cluster in the lesion with one seed per region.
@@ -89,6 +92,7 @@ def grow_regions(cmap: np.ndarray, cluster: int, voxels: np.ndarray, box: tuple[
         wanted = np.unique(pending_labs)
         sizes = _sizes(comp, mask, n_comp, wanted)
         inside_counts = None if inside is None else _sizes(comp, mask & inside[crop], n_comp, wanted)
+        known_counts = sizes if known is None or inside is None else _sizes(comp, mask & known[crop], n_comp, wanted)
         touching = _touching(comp, n_comp, lo, hi, shape, reach)
         groups: dict[int, list[tuple[int, ...]]] = {}
         for s, lab in zip(pending.tolist(), pending_labs.tolist(), strict=True):
@@ -111,7 +115,8 @@ def grow_regions(cmap: np.ndarray, cluster: int, voxels: np.ndarray, box: tuple[
             elif not exact:
                 still.extend(group)  # may go on outside the box and still be small enough: look further
             else:
-                share = None if inside_counts is None else float(inside_counts[lab] / n_vox)
+                share = None if inside_counts is None else (
+                    float(inside_counts[lab] / known_counts[lab]) if known_counts[lab] else 1.0)
                 keep = share is None or share >= min_inside
                 if keep:
                     kept.append(lab)

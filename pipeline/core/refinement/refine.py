@@ -62,10 +62,18 @@ from pipeline.core.refinement.combine import (
     staple,
 )
 from pipeline.core.refinement.grow import RegionReport, grow_regions
+from pipeline.core.refinement.inputs import (
+    INPUT_KINDS,
+    SPARSE_KINDS,
+    InvalidInput,
+    check_input,
+    gather_evidence,
+)
 
 __all__ = [
-    "COMBINE_METHODS", "MODES", "SEEDS_PER_CLUSTER", "LesionReport", "RefineParams", "RefineResult",
-    "RegionReport", "combine_labels", "combine_raters", "refine_label", "staple",
+    "COMBINE_METHODS", "INPUT_KINDS", "MODES", "SEEDS_PER_CLUSTER", "SPARSE_KINDS", "InvalidInput",
+    "LesionReport", "RefineParams", "RefineResult", "RegionReport", "check_input", "combine_labels",
+    "combine_raters", "refine_label", "staple",
 ]
 
 MODES = ("3d", "per_slice_2d")
@@ -94,6 +102,8 @@ class RefineParams:
     seeds_per_cluster: ``"each_component"`` (default: a seed in each connected piece of the cluster inside the
         lesion; the result is independent of ``seed``) | ``"one"`` (published: one random voxel per cluster).
     ignore_clusters: cluster ids never used as candidates (e.g. a background id that step 1 assigned).
+    link_slices: sparse input only: tumour strokes up to this many slices apart whose footprints touch are one
+        lesion (see :mod:`~pipeline.core.refinement.inputs`).
     """
 
     combine: str = "union"
@@ -107,6 +117,7 @@ class RefineParams:
     mode: str = "3d"
     seeds_per_cluster: str = "each_component"
     ignore_clusters: tuple[int, ...] = ()
+    link_slices: int = 3
 
     def __post_init__(self) -> None:
         if isinstance(self.ignore_clusters, list):  # YAML/JSON give lists; keep the dataclass hashable
@@ -144,6 +155,8 @@ class RefineParams:
                              f"got {self.seeds_per_cluster!r}")
         if not isinstance(self.ignore_clusters, tuple) or not all(is_int(c) for c in self.ignore_clusters):
             raise ValueError(f"ignore_clusters must be a tuple of integers, got {self.ignore_clusters!r}")
+        if not is_int(self.link_slices) or self.link_slices < 0:
+            raise ValueError(f"link_slices must be an integer >= 0, got {self.link_slices!r}")
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> RefineParams:
@@ -203,14 +216,16 @@ class LesionReport:
 
 @dataclass
 class RefineResult:
-    """``label``: uint8 (X, Y, Z) AI label; ``combined``: uint8 (X, Y, Z) combined expert label;
-    ``lesions``: one report per lesion (in component order); ``n_lesions``; ``params`` used."""
+    """``label``: uint8 (X, Y, Z) AI label; ``combined``: uint8 (X, Y, Z) combined expert outlines (with no
+    outline among the inputs: the lesion extent estimated from the sparse input); ``lesions``: one report per
+    lesion (in component order); ``n_lesions``; ``params`` used; ``kinds``: the input kind of each label."""
 
     label: np.ndarray
     combined: np.ndarray
     lesions: list[LesionReport]
     n_lesions: int
     params: RefineParams = field(default_factory=RefineParams)
+    kinds: tuple[str, ...] = ()
 
     @property
     def n_kept_regions(self) -> int:
@@ -232,28 +247,44 @@ def _check_cluster_map(cluster_map: Any) -> np.ndarray:
 
 
 def _refine_lesion(cmap: np.ndarray, lesion_ids: np.ndarray, index: int, box: tuple[slice, ...],
-                   params: RefineParams, structure: np.ndarray, reach: np.ndarray, combined: np.ndarray,
-                   out: np.ndarray) -> LesionReport:
+                   params: RefineParams, structure: np.ndarray, reach: np.ndarray, evidence, out: np.ndarray,
+                   original: np.ndarray) -> LesionReport:
     lesion = lesion_ids[box] == index
     n_les = int(lesion.sum())
     limit = float(params.max_ratio * n_les)
     sub = cmap[box]
-    ids, counts = np.unique(sub[lesion], return_counts=True)
+    seeds = lesion & evidence.seeds[box]
+    if not seeds.any():  # e.g. an interpolated slice in per_slice_2d: the estimate stands in for marks
+        seeds = lesion
+    n_seeds = int(seeds.sum())
+    ids, counts = np.unique(sub[seeds], return_counts=True)
     cluster_voxels = {int(c): int(n) for c, n in zip(ids, counts, strict=True)}
-    ignore = set(params.ignore_clusters)
+    ignore = set(params.ignore_clusters) | _vetoed(original, evidence.barrier, box, cluster_voxels)
     candidates = tuple(c for c, n in cluster_voxels.items()
-                       if c not in ignore and n / n_les >= params.min_coverage)
+                       if c not in ignore and n / n_seeds >= params.min_coverage)
     # Per-lesion generator: a lesion's seeds do not depend on how many draws other lesions used.
     rng = np.random.default_rng([params.seed, index])
     lo = np.array([s.start for s in box])
     regions: list[RegionReport] = []
     for c in candidates:
-        voxels = np.argwhere(lesion & (sub == c)) + lo
+        voxels = np.argwhere(seeds & (sub == c)) + lo
         regions.extend(grow_regions(cmap, c, voxels, box, limit, structure, reach, out, rng,
-                                    one_seed=params.seeds_per_cluster == "one", inside=combined,
-                                    min_inside=params.min_inside))
+                                    one_seed=params.seeds_per_cluster == "one", inside=evidence.inside,
+                                    min_inside=params.min_inside, known=evidence.known))
     bbox = tuple((s.start, s.stop) for s in box)
     return LesionReport(index, n_les, bbox, cluster_voxels, candidates, limit, tuple(regions))
+
+
+def _vetoed(cmap: np.ndarray, barrier: np.ndarray, box: tuple[slice, ...], seen: dict[int, int]) -> set[int]:
+    """Clusters that make up a larger share of the background strokes near the lesion (within its own size of
+    its box) than of its tumour marks: the reader marked that tissue as background."""
+    near = tuple(slice(max(s.start - (s.stop - s.start), 0), s.stop + (s.stop - s.start)) for s in box)
+    under = barrier[near]
+    n_bg, n_fg = int(under.sum()), sum(seen.values())
+    if not n_bg or not n_fg:
+        return set()
+    ids, counts = np.unique(cmap[near][under], return_counts=True)
+    return {int(c) for c, n in zip(ids, counts, strict=True) if n / n_bg > seen.get(int(c), 0) / n_fg}
 
 
 def _postprocess(label: np.ndarray, params: RefineParams, structure: np.ndarray, reach: np.ndarray) -> np.ndarray:
@@ -270,40 +301,67 @@ def _postprocess(label: np.ndarray, params: RefineParams, structure: np.ndarray,
 
 
 def refine_label(cluster_map: np.ndarray, expert_labels: Sequence[np.ndarray],
-                 params: RefineParams | None = None, raters: Sequence[str] | None = None) -> RefineResult:
+                 params: RefineParams | None = None, raters: Sequence[str] | None = None,
+                 kinds: Sequence[str] | None = None, spacing: Sequence[float] = (1.0, 1.0, 1.0)) -> RefineResult:
     """Step 2 for one case.
 
     Args:
         cluster_map: integer array ``(X, Y, Z)`` of cluster ids from step 1 (any integer dtype, any ids).
-        expert_labels: one or more uint8/bool 0/1 masks ``(X, Y, Z)`` (e.g. one per modality and rater),
-            merged with ``params.combine``.
+        expert_labels: one or more rough inputs ``(X, Y, Z)`` (e.g. one per modality and rater), uint8 in the
+            encoding of their kind (:mod:`~pipeline.core.refinement.inputs`); outlines are merged with
+            ``params.combine``, sparse input adds to them.
         raters: optional rater name per expert label; then each rater's labels (e.g. their t1 and t2 outlines)
             are united before ``params.combine`` merges the raters (:func:`combine_raters`). Without it every
             label counts as a rater, which suits ``"union"`` but makes a consensus method read one rater's two
             modality outlines as two raters who disagree.
         params: :class:`RefineParams` (default: the published settings, 3D, a seed in each piece).
+        kinds: the input kind of each label (``INPUT_KINDS``); default: all ``"outline"``, the published input.
+        spacing: voxel size in mm (X, Y, Z); scribbles use it to estimate a lesion's extent.
 
     Returns:
         :class:`RefineResult` with the uint8 AI label. An empty combined label gives an empty AI label and no
         lesions; a lesion without candidate clusters contributes nothing (``status == "no_candidate"``).
+        Raises :class:`InvalidInput` naming the label when one does not fit its kind.
     """
     params = RefineParams() if params is None else params
     params.validate()
     cmap = _check_cluster_map(cluster_map)
-    stack = as_label_stack(expert_labels, "expert_labels")
-    if stack.shape[1:] != cmap.shape:
-        raise ValueError(f"expert_labels have shape {stack.shape[1:]}, cluster_map has shape {cmap.shape}")
-    combined = combine_raters(list(stack), raters, params.combine)
+    kinds = ["outline"] * len(expert_labels) if kinds is None else list(kinds)
+    if len(kinds) != len(expert_labels):
+        raise ValueError(f"kinds names {len(kinds)} kinds for {len(expert_labels)} labels; give one per label")
+    if all(k == "outline" for k in kinds):
+        stack = as_label_stack(expert_labels, "expert_labels")  # the published input, checked as before
+        labels = list(stack)
+    else:
+        labels = []
+        for i, (lab, kind) in enumerate(zip(expert_labels, kinds, strict=True)):
+            try:
+                check_input(lab, kind)
+            except InvalidInput as exc:
+                raise InvalidInput(f"expert_labels[{i}]: {exc}") from None
+            labels.append(np.asarray(lab))
+    for i, lab in enumerate(labels):
+        if lab.shape != cmap.shape:
+            raise ValueError(f"expert_labels[{i}] has shape {lab.shape}, cluster_map has shape {cmap.shape}")
     structure = params.structure()
+    evidence = gather_evidence(labels, kinds, raters, params.combine, structure, spacing, params.link_slices)
     # Axes along which the element connects neighbours (Z is excluded in per_slice_2d).
     reach = np.array([structure.any(axis=tuple(a for a in range(3) if a != ax))[[0, 2]].any()
                       for ax in range(3)])
+    work = cmap
+    if evidence.barrier.any():  # background strokes: a cluster id no region has, so growth stops there
+        work = cmap.astype(np.int64)
+        work[evidence.barrier] = int(work.min()) - 1
     out = np.zeros(cmap.shape, dtype=bool)
-    lesion_ids, n_lesions = ndi.label(combined, structure)
-    inside = combined.astype(bool)
+    boxed = np.zeros(cmap.shape, dtype=bool) if evidence.clip is not None else out
+    lesion_ids, n_lesions = ndi.label(evidence.extent, structure)
     reports = []
     for index, box in enumerate(ndi.find_objects(lesion_ids), start=1):
         if box is not None:
-            reports.append(_refine_lesion(cmap, lesion_ids, index, box, params, structure, reach, inside, out))
+            only_boxes = evidence.clip is not None and not (evidence.free[box] & (lesion_ids[box] == index)).any()
+            reports.append(_refine_lesion(work, lesion_ids, index, box, params, structure, reach, evidence,
+                                          boxed if only_boxes else out, cmap))
+    if evidence.clip is not None:  # a lesion known only from its box stays in the box
+        out |= boxed & evidence.clip
     label = _postprocess(out, params, structure, reach)
-    return RefineResult(label, combined, reports, int(n_lesions), params)
+    return RefineResult(label, evidence.combined, reports, int(n_lesions), params, evidence.kinds)
