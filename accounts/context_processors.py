@@ -7,6 +7,7 @@ def roles(request):
         return {}
     return {
         "can_vote": can(user, "vote"),
+        "can_annotate": can(user, "annotate"),
         "can_coordinate": can(user, "coordinate"),
         "can_run": can(user, "run"),
     }

@@ -3,7 +3,8 @@
 | | reader | coordinator | admin |
 |---|---|---|---|
 | own assigned study items, vote | yes | - | - |
-| study results, unblinding, exports, import cases, create studies | - | yes | yes |
+| own annotation tasks: draw, make/correct AI labels | yes | - | - |
+| study results, unblinding, exports, import cases, create studies and annotation tasks | - | yes | yes |
 | launch/cancel runs | - | - | yes |
 """
 
@@ -22,6 +23,7 @@ ROLES = tuple(GROUPS)
 # readers' votes are the study data, and an admin who can also unblind must not be a reader.
 CAN = {
     "vote": {READER},
+    "annotate": {READER},  # radiologists mark cases in the annotation tasks they are given
     "coordinate": {COORDINATOR, ADMIN},
     "run": {ADMIN},
 }

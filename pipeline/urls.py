@@ -1,5 +1,7 @@
 from django.urls import path
 
+from pipeline.annotation import coordinator as views_annotation_tasks
+from pipeline.annotation import views as views_annotate
 from pipeline.datasets import upload_views as views_upload
 from pipeline.datasets import viewer_views as views_viewer
 from pipeline.datasets import views as views_datasets
@@ -29,6 +31,18 @@ urlpatterns = [
     path("runs/<id:pk>/", views_runs.run_detail, name="run_detail"),
     path("runs/<id:pk>/status.json", views_runs.run_status, name="run_status"),
     path("runs/<id:pk>/cancel/", views_runs.run_cancel, name="run_cancel"),
+    path("annotation-tasks/", views_annotation_tasks.task_list, name="annotation_task_list"),
+    path("annotation-tasks/<id:pk>/", views_annotation_tasks.task_detail, name="annotation_task_detail"),
+    path("annotate/", views_annotate.my_tasks, name="my_annotation_tasks"),
+    path("annotate/tasks/<id:pk>/", views_annotate.task_start, name="annotate_task_start"),
+    path("annotate/items/<id:pk>/", views_annotate.item_page, name="annotate_item"),
+    path("annotate/items/<id:pk>/drawing/", views_annotate.save_drawing, name="annotate_drawing"),
+    path("annotate/items/<id:pk>/ai/", views_annotate.make_ai, name="annotate_make_ai"),
+    path("annotate/items/<id:pk>/ai/review/", views_annotate.review_ai, name="annotate_review_ai"),
+    path("annotate/items/<id:pk>/ai/correction/", views_annotate.save_correction, name="annotate_correction"),
+    path("annotate/items/<id:pk>/finish/", views_annotate.finish, name="annotate_finish"),
+    path("annotate/items/<id:pk>/time/", views_annotate.add_time, name="annotate_time"),
+    path("annotate/items/<id:pk>/volumes/<slug:key>.nii.gz", views_annotate.volume, name="annotate_volume"),
     path("viewer/demo/", views_viewer.viewer_demo, name="viewer_demo"),
     path("viewer/demo/volume.nii.gz", views_viewer.viewer_demo_volume, name="viewer_demo_volume"),
 ]

@@ -18,6 +18,7 @@ from django.db import transaction
 from pipeline.core.io.manifest import ManifestEntry
 from pipeline.core.io.names import check_name
 from pipeline.core.io.nifti import VolumeError, check_label, load_volume, resample_to, same_grid, sha256_file
+from pipeline.core.refinement.inputs import InvalidInput, check_input
 from pipeline.datasets.storage import StagedVolumes
 from pipeline.models import Case, Dataset, Image, Label, PredictionSet
 
@@ -198,6 +199,15 @@ def _validate_case(dataset, case_id, entries, report, known, strict, max_voxels,
             raise CaseRejected(f"label is not on its image's grid: label {_grid_text(item.volume)}, image "
                                f"{_grid_text(drawn_on)}", item.name)
         data = check_label(item.volume)
+        if item.entry.input != "outline":
+            try:  # sparse input keeps its values (scribbles: 1 tumour, 2 background) and must fit its kind
+                check_input(data, item.entry.input)
+            except InvalidInput as exc:
+                raise CaseRejected(str(exc), item.name) from None
+            item.volume.data = data.astype(np.uint8)
+            if drawn_on is not reference:
+                item.volume = resample_to(item.volume, reference, order=0)
+            continue
         if data.max() > 1:
             report.add("info", case_id, f"label values {sorted(np.unique(data).tolist())[:6]} made binary (>0)",
                        item.name)
@@ -251,7 +261,7 @@ def _store_case(dataset_name, user, case_id, entries, loaded):
                 pset = None
                 if entry.source == "prediction":
                     pset, _ = PredictionSet.objects.get_or_create(dataset=dataset, name=entry.prediction_set)
-                voxels = int(vol.data.sum())
+                voxels = int(np.count_nonzero(vol.data == 1))  # scribbles: the tumour strokes
                 if Label.objects.filter(case=case, source=entry.source, modality=entry.modality, rater=entry.rater,
                                         prediction_set=pset).exists():
                     raise CaseRejected(f"a {entry.source} label{' by ' + entry.rater if entry.rater else ''}"
@@ -260,6 +270,7 @@ def _store_case(dataset_name, user, case_id, entries, loaded):
                 Label.objects.create(
                     file=staged.store(vol.data, vol.affine, dtype=np.uint8), source=entry.source,
                     modality=entry.modality, rater=entry.rater, prediction_set=pset, voxel_count=voxels,
+                    input=entry.input,
                     volume_ml=voxels * float(np.prod(vol.spacing)) / 1000.0, **common)
                 n_labels += 1
     return dataset, n_images, n_labels

@@ -40,7 +40,8 @@ def dataset_detail(request, pk):
     dataset = get_object_or_404(Dataset, pk=pk)
     cases = (Case.objects.filter(dataset=dataset).order_by("split", "external_id")
              .prefetch_related(Prefetch("images", queryset=Image.objects.order_by("id")),
-                               Prefetch("labels", queryset=Label.objects.select_related("prediction_set"))))
+                               Prefetch("labels", queryset=Label.objects.select_related("prediction_set")),
+                               "annotation_items"))
     split = request.GET.get("split")
     if split in Case.Split.values:
         cases = cases.filter(split=split)
@@ -59,15 +60,21 @@ def case_row(case):
     by_source = {}
     for label in labels:
         by_source.setdefault(label.get_source_display(), []).append(label)
-    ai = [lab for lab in labels if lab.source == Label.Source.AI]
-    expert = [lab.volume_ml for lab in labels if lab.source == Label.Source.EXPERT]
+    ai = [lab for lab in labels if lab.source == Label.Source.AI and not lab.corrected_from_id]
+    corrected = {lab.corrected_from_id for lab in labels if lab.corrected_from_id}
+    expert = [lab.volume_ml for lab in labels if lab.source == Label.Source.EXPERT and not lab.is_sparse]
+    inputs = [f"{lab.input} by {lab.rater or '?'}" for lab in labels if lab.source == Label.Source.EXPERT]
     return {
         "case": case, "modalities": [img.modality for img in images],
         "labels": {src: len(labs) for src, labs in sorted(by_source.items())},
         "shape": images[0].shape_text() if images else "—", "spacing": images[0].spacing_text() if images else "—",
         "expert_ml": sum(expert) / len(expert) if expert else None,
         "truth_ml": next((lab.volume_ml for lab in labels if lab.source == Label.Source.TRUTH), None),
-        "ai_review": ai[0].get_review_display() if ai else "",
+        "ai_review": ", ".join(f"{lab.rater + ': ' if lab.rater else ''}"
+                               f"{'corrected' if lab.pk in corrected else lab.get_review_display().lower()}"
+                               for lab in ai),
+        "inputs": sorted(set(inputs)),
+        "seconds": sum(i.seconds_spent for i in case.annotation_items.all()),
     }
 
 

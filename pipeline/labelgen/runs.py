@@ -10,6 +10,7 @@ from pipeline.core.io.nifti import load_volume
 from pipeline.core.metrics import compare
 from pipeline.core.refinement import RefineParams, refine_label
 from pipeline.core.refinement.combine import combine_raters
+from pipeline.core.refinement.inputs import gather_evidence
 from pipeline.datasets.storage import StagedVolumes
 from pipeline.models import Case, ClusterMap, Label, LabelQA
 from pipeline.runs.execution import Cancelled, run_dir
@@ -83,10 +84,7 @@ def run_clustering(run, ctx):
     if config.keep_epoch_by == "val_labels":  # only the choice of the kept epoch looks at them
         # the raters' consensus, not their union: the union also holds what any one rater over-drew (oedema),
         # and scoring against it favoured clusterings that merge the tumour with its oedema
-        val_labels = []
-        for case in (c for c in cases if c.split == "VAL"):
-            labels, masks = expert_masks(case)
-            val_labels.append(combine_raters(masks, [lab.rater for lab in labels], "majority") if masks else None)
+        val_labels = [val_target(case) for case in cases if case.split == "VAL"]
 
     def on_epoch(stats):
         run.update_fields(epochs_done=stats.epoch)
@@ -126,9 +124,26 @@ def store_cluster_map(run, case, ids):
             "file": relpath, "n_clusters": int(len(np.unique(ids[ids > 0])))})
 
 
-def expert_masks(case, rater=""):
+def expert_inputs(case, rater=""):
+    """The case's expert labels (one rater's, or all) and their arrays in their input kind's encoding."""
     labels = [lab for lab in case.labels.all() if lab.source == Label.Source.EXPERT and (not rater or lab.rater == rater)]
-    return labels, [load_volume(lab.path, kind="label").data > 0 for lab in labels]
+    return labels, [load_volume(lab.path, kind="label").data for lab in labels]
+
+
+def val_target(case):
+    """What a VAL case's clusters are scored against when the kept epoch is chosen by the VAL labels: the
+    raters' majority of their outlines; with sparse input only, the lesion extent it implies (interpolated
+    slices, the ball around strokes, the ellipsoid in a box), or None without expert input."""
+    labels, arrays = expert_inputs(case)
+    outlines = [(lab, a > 0) for lab, a in zip(labels, arrays, strict=True) if not lab.is_sparse]
+    if outlines:
+        return combine_raters([m for _, m in outlines], [lab.rater for lab, _ in outlines], "majority")
+    if not labels:
+        return None
+    structure = RefineParams().structure()
+    evidence = gather_evidence(arrays, [lab.input for lab in labels], [lab.rater for lab in labels], "union",
+                               structure, tuple(case.reference_image().spacing))
+    return evidence.extent.astype(np.uint8)
 
 
 def run_refinement(run, ctx):
@@ -146,12 +161,13 @@ def run_refinement(run, ctx):
     done = 0
     for i, case in enumerate(cases, start=1):
         ctx.check_cancel()
-        labels, masks = expert_masks(case, rater)
+        labels, masks = expert_inputs(case, rater)
         if not masks:
             ctx.progress(100 * i / len(cases), f"{case.external_id}: no expert label{' by ' + rater if rater else ''}; skipped")
             continue
         cluster_map = load_volume(maps[case.pk].path, kind="label").data.astype(np.int32)
-        result = refine_label(cluster_map, masks, params, raters=[lab.rater for lab in labels])
+        result = refine_label(cluster_map, masks, params, raters=[lab.rater for lab in labels],
+                              kinds=[lab.input for lab in labels], spacing=tuple(case.reference_image().spacing))
         save_ai_label(run, case, result, labels, masks, rater)
         done += 1
         reasons = Counter(r.reason for les in result.lesions for r in les.regions)
@@ -167,7 +183,8 @@ def save_ai_label(run, case, result, labels, masks, rater):
     spacing = tuple(reference.spacing)
     metrics = {LabelQA.VS_EXPERT: compare(result.label, result.combined, spacing)}
     for label, mask in zip(labels, masks, strict=True):
-        metrics[LabelQA.rater_key(label.rater, label.modality)] = compare(result.label, mask, spacing)
+        if not label.is_sparse:  # sparse input is not a lesion outline to measure against
+            metrics[LabelQA.rater_key(label.rater, label.modality)] = compare(result.label, mask > 0, spacing)
     truth = next((lab for lab in case.labels.all() if lab.source == Label.Source.TRUTH), None)
     if truth is not None:
         truth_mask = load_volume(truth.path, kind="label").data > 0

@@ -159,6 +159,14 @@ class Label(Volume):
         ACCEPTED = "accepted", "Accepted"
         REJECTED = "rejected", "Rejected"
 
+    class Input(models.TextChoices):
+        """What a radiologist's rough input is (``pipeline.core.refinement.inputs`` gives the encodings)."""
+
+        OUTLINE = "outline", "Outline (every slice)"
+        SLICES = "slices", "Outlines on some slices"
+        SCRIBBLES = "scribbles", "Strokes (tumour and background)"
+        BOX = "box", "Box"
+
     case = models.ForeignKey(Case, on_delete=models.CASCADE, related_name="labels")
     source = models.CharField(max_length=12, choices=Source.choices, db_index=True)
     modality = models.CharField(max_length=MAX_LENGTH["modality"], blank=True, help_text="the modality it was drawn on, if any")
@@ -171,12 +179,23 @@ class Label(Volume):
     volume_ml = models.FloatField()
     review = models.CharField(max_length=10, choices=Review.choices, default=Review.PENDING,
                               help_text="coordinator's verdict on an AI label; rejected ones are not trained on")
+    input = models.CharField(max_length=10, choices=Input.choices, default=Input.OUTLINE,
+                             help_text="expert labels: the kind of rough input and so the meaning of its values")
+    corrected_from = models.OneToOneField("self", null=True, blank=True, on_delete=models.CASCADE,
+                                          related_name="correction",
+                                          help_text="an AI label a radiologist edited: the original, kept")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+", help_text="who drew or corrected it in the browser")
+    reviewed_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                    related_name="+")
+    reviewed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["case", "source", "rater", "modality", "id"]
         constraints = [
             models.UniqueConstraint(fields=["case", "source", "modality", "rater"],
-                                    condition=models.Q(prediction_set__isnull=True), name="unique_label_kind"),
+                                    condition=models.Q(prediction_set__isnull=True, corrected_from__isnull=True),
+                                    name="unique_label_kind"),
             models.UniqueConstraint(fields=["case", "prediction_set"],
                                     condition=models.Q(prediction_set__isnull=False),
                                     name="unique_prediction_per_set"),
@@ -188,10 +207,25 @@ class Label(Volume):
         return f"{self.case} {self.display_name}"
 
     @property
+    def is_sparse(self):
+        return self.input != self.Input.OUTLINE
+
+    def tumour_mask(self):
+        """bool (X, Y, Z): the voxels this label says are tumour (scribbles: the tumour strokes, value 1)."""
+        from pipeline.core.io.nifti import load_volume
+
+        data = load_volume(self.path, kind="label").data
+        return data == 1 if self.input == self.Input.SCRIBBLES else data > 0
+
+    @property
     def display_name(self):
         if self.source == self.Source.PREDICTION:
             return f"prediction {self.prediction_set.name}"
         bits = [self.get_source_display()]
+        if self.corrected_from_id:
+            bits.append("corrected")
+        if self.is_sparse and self.source == self.Source.EXPERT:
+            bits.append(f"({self.input})")
         if self.rater:
             bits.append(self.rater)
         if self.modality:

@@ -21,15 +21,18 @@ def _mask(label):
 def source_mask(case, source, rater=""):
     """The training label of ``case`` for a label source, or None when the case has none.
 
-    expert: union of the raters' labels (or one rater's); ai: the AI label (rejected ones excluded), made
-    from that rater's input when ``rater`` is given; truth: the truth label.
+    expert: union of the raters' outlines (or one rater's; sparse input is not a training label); ai: the AI
+    label (rejected ones excluded; a radiologist's correction in place of its original), made from that
+    rater's input when ``rater`` is given; truth: the truth label.
     """
     labels = [lab for lab in case.labels.all() if lab.source == source and lab.prediction_set_id is None]
     if source == Label.Source.EXPERT:
-        labels = [lab for lab in labels if not rater or lab.rater == rater]
+        labels = [lab for lab in labels if (not rater or lab.rater == rater) and not lab.is_sparse]
         return np.logical_or.reduce([_mask(lab) for lab in labels]) if labels else None
     if source == Label.Source.AI:
-        labels = [lab for lab in labels if lab.review != Label.Review.REJECTED and lab.rater == rater]
+        corrections = {lab.corrected_from_id: lab for lab in labels if lab.corrected_from_id}
+        labels = [corrections.get(lab.pk, lab) for lab in labels if not lab.corrected_from_id
+                  and lab.review != Label.Review.REJECTED and lab.rater == rater]
     return _mask(labels[0]) if labels else None
 
 

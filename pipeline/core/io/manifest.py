@@ -2,8 +2,10 @@
 
 Two formats are accepted:
 
-* **rich**: ``case, file, modality, kind, source, rater, prediction_set, data_split`` (``file`` and ``case``
-  required; ``kind`` is ``image`` or ``label``; ``source`` is ``expert``, ``ai``, ``prediction`` or ``truth``).
+* **rich**: ``case, file, modality, kind, source, rater, prediction_set, data_split`` and optionally ``input``
+  (``file`` and ``case`` required; ``kind`` is ``image`` or ``label``; ``source`` is ``expert``, ``ai``,
+  ``prediction`` or ``truth``; ``input``, for expert labels, is ``outline`` (default), ``slices``,
+  ``scribbles`` or ``box``: see ``pipeline.core.refinement.inputs``).
 * **reference** (the published reference code's): ``FILE, modality, data_split``, label rows named
   ``<modality>_label``; there is no case column, so cases are paired by order within a split (the k-th row
   of every modality of a split is case k), which the result's warnings say.
@@ -28,6 +30,7 @@ SOURCES = ("expert", "ai", "prediction", "truth")
 SPLIT_ALIASES = {"train": "TRAIN", "training": "TRAIN", "val": "VAL", "valid": "VAL", "validation": "VAL",
                  "test": "TEST", "testing": "TEST"}
 RICH_COLUMNS = ("case", "file", "modality", "kind", "source", "rater", "prediction_set", "data_split")
+INPUTS = ("outline", "slices", "scribbles", "box")  # = pipeline.core.refinement.INPUT_KINDS, without numpy
 
 
 class ManifestError(ValueError):
@@ -48,6 +51,7 @@ class ManifestEntry:
     rater: str = ""
     prediction_set: str = ""
     split: str = "TRAIN"
+    input: str = "outline"
 
 
 @dataclass
@@ -183,11 +187,17 @@ def _rich(path, header, rows, uploads=None):
         prediction_set = _name(path, line, "prediction_set", row.get("prediction_set", ""))
         if source == "prediction" and not prediction_set:
             raise ManifestError(path, line, "a prediction row needs a prediction_set")
+        given = (row.get("input") or "").strip().lower()
+        if given and given not in INPUTS:
+            raise ManifestError(path, line, f"unknown input {row.get('input')!r} (use {', '.join(INPUTS)})")
+        if given not in ("", "outline") and source != "expert":
+            raise ManifestError(path, line, f"input {given!r} is for expert labels; this row is "
+                                            f"{'an image' if kind == 'image' else 'a ' + source + ' label'}")
         entries.append(ManifestEntry(
             line=line, case=_name(path, line, "case", row.get("case", ""), required=True),
             file=_file(path, line, row.get("file", ""), uploads), kind=kind, modality=modality, source=source,
             rater=_name(path, line, "rater", row.get("rater", "")), prediction_set=prediction_set,
-            split=_split(path, line, row.get("data_split", "")),
+            split=_split(path, line, row.get("data_split", "")), input=given or "outline",
         ))
     return entries
 

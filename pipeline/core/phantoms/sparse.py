@@ -20,6 +20,16 @@ def _lesion_slices(outline: np.ndarray) -> np.ndarray:
     return np.flatnonzero(np.asarray(outline).any(axis=(0, 1)))
 
 
+def _lesions(mask: np.ndarray, min_share: float = 0.2) -> tuple[np.ndarray, list[int]]:
+    """Connected components of ``mask`` and the ids of those a reader would mark: at least ``min_share`` of
+    the largest (a rough outline's wobble leaves specks no one strokes or boxes)."""
+    comps, n = ndi.label(mask)
+    if not n:
+        return comps, []
+    sizes = np.bincount(comps.ravel())[1:]
+    return comps, [i + 1 for i, size in enumerate(sizes) if size >= min_share * sizes.max()]
+
+
 def slices_input(outline: np.ndarray, every: int = 3) -> np.ndarray:
     """The outline kept on every ``every``-th slice that has some of it, centred so the middle slice is kept
     (uint8 0/1). ``every=1`` keeps every slice (the full outline)."""
@@ -49,8 +59,8 @@ def scribble_input(outline: np.ndarray, n_slices: int = 1, gap_px: int = 3, widt
     """
     mask = np.asarray(outline) > 0
     out = np.zeros(mask.shape, dtype=np.uint8)
-    comps, n = ndi.label(mask)
-    for index in range(1, n + 1):
+    comps, indices = _lesions(mask)
+    for index in indices:
         lesion = comps == index
         for z in _central_slices(_lesion_slices(lesion), n_slices):
             plane = lesion[:, :, z]
@@ -68,12 +78,13 @@ def scribble_input(outline: np.ndarray, n_slices: int = 1, gap_px: int = 3, widt
 
 
 def box_input(outline: np.ndarray) -> np.ndarray:
-    """The filled bounding box of each connected component of the outline (uint8 0/1)."""
+    """The filled bounding box of each lesion of the outline (uint8 0/1; specks under a fifth of the largest
+    component get no box)."""
     mask = np.asarray(outline) > 0
     out = np.zeros(mask.shape, dtype=np.uint8)
-    comps, _ = ndi.label(mask)
-    for box in ndi.find_objects(comps):
-        if box is not None:
+    comps, indices = _lesions(mask)
+    for index, box in enumerate(ndi.find_objects(comps), start=1):
+        if box is not None and index in indices:
             out[box] = 1
     return out
 

@@ -19,7 +19,7 @@ Every input says four things about a case (:class:`Evidence`), which several inp
   marked slice, and the first and last marked slices are copied outwards over half the mean gap (a reader who
   marks every third slice may leave one unmarked at each end); a single marked slice counts as strokes.
   Scribbles: a ball around each group of tumour strokes, as wide as the group's largest extent
-  (in mm). Box: the ellipsoid inscribed in the box (pi/6 of its volume).
+  (in mm) and a quarter more (strokes stop short of the edge). Box: the ellipsoid inscribed in the box (pi/6 of its volume).
 - ``seeds``: voxels surely tumour; candidate clusters are read here. Outline and slices: the marked voxels;
   scribbles: the tumour strokes; box: the inscribed ellipsoid (the box's corners are mostly background).
 - ``inside`` / ``known``: for the ``min_inside`` rule a region's share is ``|region & inside| / |region &
@@ -88,6 +88,7 @@ class Evidence:
     barrier: np.ndarray
     clip: np.ndarray | None  # the boxes: a lesion known only from boxes stays inside them
     free: np.ndarray  # the extents from inputs other than boxes
+    outlined: np.ndarray  # the combined outlines (empty without outline input)
     combined: np.ndarray  # uint8: the combined outlines, or the extent when no input is an outline
     kinds: tuple[str, ...]
 
@@ -146,10 +147,11 @@ def gather_evidence(labels: Sequence[np.ndarray], kinds: Sequence[str], raters: 
             raise InvalidInput(f"input must be one of {', '.join(INPUT_KINDS)}; got {kind!r}")
     barrier &= ~seeds
     extent &= ~barrier
+    outlined = none if combined is None else combined
     if combined is None:
         combined = extent
     return Evidence(extent, seeds, inside, known, barrier, clip_boxes if clip_boxes.any() else None,
-                    free & ~barrier, combined.astype(np.uint8), tuple(kinds))
+                    free & ~barrier, outlined, combined.astype(np.uint8), tuple(kinds))
 
 
 def _fill_unknown_slices(marks: np.ndarray, marked_z: np.ndarray) -> np.ndarray:
@@ -167,9 +169,9 @@ def _fill_unknown_slices(marks: np.ndarray, marked_z: np.ndarray) -> np.ndarray:
     return out
 
 
-def _stroke_balls(fg: np.ndarray, spacing: Sequence[float], link_slices: int) -> np.ndarray:
-    """A ball per group of tumour strokes: centred on the group's bounding box, its diameter the box's largest
-    side in mm (strokes drawn across a lesion span about its width)."""
+def _stroke_balls(fg: np.ndarray, spacing: Sequence[float], link_slices: int, scale: float = 1.25) -> np.ndarray:
+    """A ball per group of tumour strokes: centred on the group's bounding box, its diameter ``scale`` times
+    the box's largest side in mm (strokes drawn across a lesion stop short of its edge)."""
     out = np.zeros(fg.shape, dtype=bool)
     if not fg.any():
         return out
@@ -181,7 +183,7 @@ def _stroke_balls(fg: np.ndarray, spacing: Sequence[float], link_slices: int) ->
             continue
         lo = np.array([s.start for s in box], dtype=float)
         hi = np.array([s.stop for s in box], dtype=float)
-        diameter_mm = float(((hi - lo) * spacing).max())
+        diameter_mm = scale * float(((hi - lo) * spacing).max())
         radius_vox = np.maximum(diameter_mm / 2 / spacing, 0.5)
         centre = (lo + hi - 1) / 2
         reach = np.ceil(radius_vox).astype(int)

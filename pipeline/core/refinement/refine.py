@@ -104,6 +104,12 @@ class RefineParams:
     ignore_clusters: cluster ids never used as candidates (e.g. a background id that step 1 assigned).
     link_slices: sparse input only: tumour strokes up to this many slices apart whose footprints touch are one
         lesion (see :mod:`~pipeline.core.refinement.inputs`).
+    sparse_min_coverage: a lesion known only from sparse input (no outline) takes as candidates only clusters
+        that make up at least this share of its marked voxels (strokes, marked slices, the box's ellipsoid),
+        in [0, 1]. Sparse marks sample the lesion's core; a cluster met only at their ends is its border or
+        oedema. On 10 phantoms with three simulated raters (``bench/effort_quality.py``) 0.3 raised the AI
+        labels' mean Dice from a box from 0.67-0.80 to 0.77-0.81 per rater, and from strokes on 3 slices from
+        0.62-0.79 to 0.73-0.75 (the rater who outlines oedema gained most); outlines keep ``min_coverage``.
     """
 
     combine: str = "union"
@@ -118,6 +124,7 @@ class RefineParams:
     seeds_per_cluster: str = "each_component"
     ignore_clusters: tuple[int, ...] = ()
     link_slices: int = 3
+    sparse_min_coverage: float = 0.3
 
     def __post_init__(self) -> None:
         if isinstance(self.ignore_clusters, list):  # YAML/JSON give lists; keep the dataclass hashable
@@ -155,6 +162,8 @@ class RefineParams:
                              f"got {self.seeds_per_cluster!r}")
         if not isinstance(self.ignore_clusters, tuple) or not all(is_int(c) for c in self.ignore_clusters):
             raise ValueError(f"ignore_clusters must be a tuple of integers, got {self.ignore_clusters!r}")
+        if not is_num(self.sparse_min_coverage) or not 0.0 <= self.sparse_min_coverage <= 1.0:
+            raise ValueError(f"sparse_min_coverage must be a number in [0, 1], got {self.sparse_min_coverage!r}")
         if not is_int(self.link_slices) or self.link_slices < 0:
             raise ValueError(f"link_slices must be an integer >= 0, got {self.link_slices!r}")
 
@@ -260,8 +269,9 @@ def _refine_lesion(cmap: np.ndarray, lesion_ids: np.ndarray, index: int, box: tu
     ids, counts = np.unique(sub[seeds], return_counts=True)
     cluster_voxels = {int(c): int(n) for c, n in zip(ids, counts, strict=True)}
     ignore = set(params.ignore_clusters) | _vetoed(original, evidence.barrier, box, cluster_voxels)
-    candidates = tuple(c for c, n in cluster_voxels.items()
-                       if c not in ignore and n / n_seeds >= params.min_coverage)
+    outlined = bool((evidence.outlined[box] & lesion).any())
+    coverage = params.min_coverage if outlined else max(params.min_coverage, params.sparse_min_coverage)
+    candidates = tuple(c for c, n in cluster_voxels.items() if c not in ignore and n / n_seeds >= coverage)
     # Per-lesion generator: a lesion's seeds do not depend on how many draws other lesions used.
     rng = np.random.default_rng([params.seed, index])
     lo = np.array([s.start for s in box])

@@ -31,8 +31,10 @@ class Command(BaseCommand):
         parser.add_argument("--rater", help="only this rater's labels")
         parser.add_argument("--prediction-set", help="only this prediction set")
         parser.add_argument("--include-rejected", action="store_true", help="AI labels a coordinator rejected too")
+        parser.add_argument("--original", action="store_true",
+                            help="AI labels as step 2 made them, not as a radiologist corrected them")
 
-    def handle(self, dataset, source, out, rater, prediction_set, include_rejected, **options):
+    def handle(self, dataset, source, out, rater, prediction_set, include_rejected, original, **options):
         ds = Dataset.objects.filter(name=dataset).first()
         if ds is None:
             raise CommandError(f"no dataset named {dataset!r}")
@@ -43,7 +45,10 @@ class Command(BaseCommand):
             labels = labels.filter(prediction_set__name=prediction_set)
         if source == Label.Source.AI and not include_rejected:
             labels = labels.exclude(review=Label.Review.REJECTED)
+        labels = labels.filter(corrected_from=None).select_related("correction")
         labels = list(labels.order_by("case__external_id", "rater", "modality"))
+        if not original:  # a radiologist's correction replaces its original (same file name)
+            labels = [getattr(lab, "correction", None) or lab for lab in labels]
         if not labels:
             raise CommandError(f"dataset {dataset!r} has no {source} labels matching the filters")
         out = Path(out)
