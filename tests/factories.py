@@ -83,12 +83,13 @@ def make_study(*, n_cases=4, readers=(), prediction_sets=("unet-expert", "unet-a
                         **settings)
 
 
-def import_phantoms(folder, name="tiny", *, n_cases=4, size=32, depth=8, seed=5):
+def import_phantoms(folder, name="tiny", *, n_cases=4, size=32, depth=8, seed=5, sparse_kinds=()):
     """A phantom dataset written under ``folder`` and imported through ``import_cases`` (MEDIA_ROOT must be set)."""
     from django.core.management import call_command
 
     from pipeline.core.phantoms import write_phantom_dataset
 
-    manifest = write_phantom_dataset(Path(folder) / "ph", n_cases=n_cases, size=size, depth=depth, seed=seed)
+    manifest = write_phantom_dataset(Path(folder) / "ph", n_cases=n_cases, size=size, depth=depth, seed=seed,
+                                     sparse_kinds=sparse_kinds)
     call_command("import_cases", str(manifest), dataset=name, no_progress=True)
     return Dataset.objects.get(name=name)

@@ -8,15 +8,16 @@ from django.core.management import call_command
 
 from accounts.roles import can
 from evaluation.models import Study, Vote
-from pipeline.management.commands.setup_demo import DEMO_DATASET, OPEN_STUDY, SIMULATED_STUDY
-from pipeline.models import ComparisonRun, Dataset, Label, RefinementRun
+from pipeline.management.commands.setup_demo import ANNOTATION_TASK, DEMO_DATASET, OPEN_STUDY, SIMULATED_STUDY
+from pipeline.models import AnnotationTask, ComparisonRun, Dataset, Label, RefinementRun
 
 pytestmark = pytest.mark.django_db
 
 
 def _counts():
     return (Dataset.objects.count(), RefinementRun.objects.count(), ComparisonRun.objects.count(),
-            Study.objects.count(), Vote.objects.count(), Label.objects.filter(source="ai").count())
+            Study.objects.count(), Vote.objects.count(), Label.objects.filter(source="ai").count(),
+            AnnotationTask.objects.count())
 
 
 def test_setup_demo_builds_users_data_runs_and_studies_once(settings, tmp_path):
@@ -34,6 +35,11 @@ def test_setup_demo_builds_users_data_runs_and_studies_once(settings, tmp_path):
     refinement = RefinementRun.objects.get(dataset=dataset)
     assert refinement.status == "succeeded" and refinement.config["min_inside"] == 0.5
     assert Label.objects.filter(case__dataset=dataset, source="ai", run=refinement).count() == 6
+    sparse = dict(Label.objects.filter(case__dataset=dataset, rater="quick").values_list("case__external_id", "input"))
+    assert sorted(sparse.values()) == ["box", "scribbles", "slices", "slices"]  # 6 cases: two left to draw on
+    task = AnnotationTask.objects.get(name=ANNOTATION_TASK)
+    assert {i.radiologist.username for i in task.items.all()} == {"reader1"} and task.items.count() == 2
+    assert not set(task.items.values_list("case__external_id", flat=True)) & set(sparse)
     comparison = ComparisonRun.objects.get(dataset=dataset)
     assert comparison.status == "succeeded" and comparison.arms_runs.count() == 2
 

@@ -279,7 +279,7 @@ def test_dataset_files_roundtrip(dataset):
 def test_manifest_columns_and_rows(dataset):
     manifest, _ = dataset
     header, rows = read_csv(manifest)
-    assert header == ["case", "file", "modality", "kind", "source", "rater", "prediction_set", "data_split"]
+    assert header == ["case", "file", "modality", "kind", "source", "rater", "prediction_set", "data_split", "input"]
     assert len(rows) == 3 * (2 + 1 + 6)
     for row in rows:
         assert row["prediction_set"] == ""
@@ -289,7 +289,7 @@ def test_manifest_columns_and_rows(dataset):
         elif row["source"] == "truth":
             assert row["kind"] == "label" and row["rater"] == "" and row["modality"] == ""
         else:
-            assert (row["kind"], row["source"]) == ("label", "expert")
+            assert (row["kind"], row["source"], row["input"]) == ("label", "expert", "outline")
             assert row["file"] == f"{row['case']}_{row['rater']}_{row['modality']}_label.nii.gz"
     split_of = {r["case"]: r["data_split"] for r in rows}
     assert all(r["data_split"] == split_of[r["case"]] for r in rows)

@@ -21,7 +21,8 @@ import numpy as np
 
 from pipeline.core.phantoms.case import PhantomCase, make_phantom_case
 
-MANIFEST_COLUMNS = ("case", "file", "modality", "kind", "source", "rater", "prediction_set", "data_split")
+MANIFEST_COLUMNS = ("case", "file", "modality", "kind", "source", "rater", "prediction_set", "data_split", "input")
+SPARSE_RATER = "quick"  # the simulated radiologist who gives sparse input (slices, strokes, a box)
 REFERENCE_COLUMNS = ("FILE", "modality", "data_split")
 SPLITS = ("TRAIN", "VAL", "TEST")
 
@@ -102,15 +103,31 @@ def write_case_files(case: PhantomCase, out_dir: pathlib.Path, split: str) -> li
     for m, img in case.images.items():
         name = f"{cid}_{m}.nii.gz"
         save_nifti(img.astype(np.float32, copy=False), case.affine, out_dir / name)
-        rows.append([cid, name, m, "image", "", "", "", split])
+        rows.append([cid, name, m, "image", "", "", "", split, ""])
     name = f"{cid}_truth.nii.gz"
     save_nifti(case.truth.astype(np.uint8, copy=False), case.affine, out_dir / name)
-    rows.append([cid, name, "", "label", "truth", "", "", split])
+    rows.append([cid, name, "", "label", "truth", "", "", split, ""])
     for (rater, m), lab in case.rater_labels.items():
         name = f"{cid}_{rater}_{m}_label.nii.gz"
         save_nifti(lab.astype(np.uint8, copy=False), case.affine, out_dir / name)
-        rows.append([cid, name, m, "label", "expert", rater, "", split])
+        rows.append([cid, name, m, "label", "expert", rater, "", split, "outline"])
     return rows
+
+
+def write_sparse_input(case: PhantomCase, out_dir: pathlib.Path, split: str, kind: str) -> list[str]:
+    """Write a sparse input of ``kind`` simulated from the first rater's outline (the union of their
+    modalities) as rater :data:`SPARSE_RATER`; returns its rich-manifest row."""
+    from pipeline.core.phantoms.sparse import box_input, scribble_input, slices_input
+
+    first = next(iter(case.rater_labels))[0]
+    outline = np.logical_or.reduce([lab > 0 for (r, _), lab in case.rater_labels.items() if r == first])
+    simulate = {"slices": lambda m: slices_input(m, every=3), "scribbles": lambda m: scribble_input(m, n_slices=2),
+                "box": box_input}
+    if kind not in simulate:
+        raise ValueError(f"sparse kind must be one of {', '.join(simulate)}, got {kind!r}")
+    name = f"{case.case_id}_{SPARSE_RATER}_{kind}_label.nii.gz"
+    save_nifti(simulate[kind](outline).astype(np.uint8), case.affine, out_dir / name)
+    return [case.case_id, name, "", "label", "expert", SPARSE_RATER, "", split, kind]
 
 
 def write_phantom_dataset(
@@ -123,13 +140,16 @@ def write_phantom_dataset(
     raters: Sequence[str] = ("r1", "r2", "r3"),
     split_fractions: Sequence[float] = (0.6, 0.2, 0.2),
     progress: Callable[[int, int], object] | None = None,
+    sparse_kinds: Sequence[str] = (),
 ) -> pathlib.Path:
     """Generate ``n_cases`` phantoms into ``out_dir`` and write ``manifest.csv`` there.
 
     Files: ``<case>_<modality>.nii.gz`` (float32), ``<case>_truth.nii.gz`` and
     ``<case>_<rater>_<modality>_label.nii.gz`` (uint8), all with the case's affine. Case ``i`` is
     ``case{i:03d}`` generated with :func:`case_seed` ``(seed, i)``; splits come from
-    :func:`assign_splits`. ``progress(done, total)`` is called after each case.
+    :func:`assign_splits`. ``progress(done, total)`` is called after each case. ``sparse_kinds``: case ``i``
+    (for ``i < len(sparse_kinds)``) also gets a sparse input of kind ``sparse_kinds[i]`` by rater
+    :data:`SPARSE_RATER`, simulated from the first rater's outline (:func:`write_sparse_input`).
 
     Returns:
         path of the rich manifest (columns :data:`MANIFEST_COLUMNS`, paths relative to its folder).
@@ -146,6 +166,8 @@ def write_phantom_dataset(
         case = make_phantom_case(f"case{i:03d}", size=size, depth=depth, seed=case_seed(seed, i),
                                  modalities=modalities, raters=raters)
         rows += write_case_files(case, out, splits[i])
+        if i < len(sparse_kinds):
+            rows.append(write_sparse_input(case, out, splits[i], sparse_kinds[i]))
         if progress is not None:
             progress(i + 1, n_cases)
     manifest = out / "manifest.csv"

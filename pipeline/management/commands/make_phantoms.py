@@ -18,8 +18,10 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--raters", default="r1,r2,r3")
         parser.add_argument("--splits", default="0.6,0.2,0.2", help="TRAIN,VAL,TEST fractions")
+        parser.add_argument("--sparse", default="", help="sparse input kinds for the first cases, e.g. "
+                            "slices,scribbles,box: case i gets kind i, simulated from the first rater's outline")
 
-    def handle(self, out, cases, size, depth, seed, raters, splits, **options):
+    def handle(self, out, cases, size, depth, seed, raters, splits, sparse, **options):
         raters = tuple(r.strip() for r in raters.split(",") if r.strip())
         try:
             fractions = tuple(float(f) for f in splits.split(","))
@@ -32,7 +34,8 @@ class Command(BaseCommand):
 
         try:
             manifest = write_phantom_dataset(Path(out), n_cases=cases, size=size, depth=depth, seed=seed,
-                                             raters=raters, split_fractions=fractions, progress=progress)
+                                             raters=raters, split_fractions=fractions, progress=progress,
+                                             sparse_kinds=tuple(k.strip() for k in sparse.split(",") if k.strip()))
         except ValueError as exc:
             raise CommandError(str(exc)) from None
         finally:

@@ -1,6 +1,8 @@
 """Everything a newcomer needs to see labelgen working, on phantom data, made once (idempotent):
 
-demo users (printed) -> a 20-case phantom dataset -> step 1 + step 2 (finished runs, AI labels with QA)
+demo users (printed) -> a 20-case phantom dataset (three raters' outlines, and sparse input: some slices,
+strokes or a box, on six cases) -> step 1 + step 2 (finished runs, AI labels with QA) -> an open annotation
+task of two cases for reader1 (draw, make an AI label, accept it)
 -> two U-Nets trained on expert vs AI labels (a finished comparison) -> an open blind study of their TEST
 predictions for reader1 and reader2 -> a closed study with simulated votes, so the report has data.
 """
@@ -23,6 +25,8 @@ DEMO_USERS = [
 SIMULATED_READERS = ["sim-reader-a", "sim-reader-b", "sim-reader-c"]
 OPEN_STUDY = "Demo: U-Net on expert labels vs on AI-assisted labels"
 SIMULATED_STUDY = "Demo: simulated readers (closed)"
+ANNOTATION_TASK = "Demo: mark two cases with strokes"
+SPARSE_KINDS = ("slices", "scribbles", "box", "slices", "scribbles", "box")
 
 
 class Command(BaseCommand):
@@ -52,7 +56,8 @@ class Command(BaseCommand):
         if not Dataset.objects.filter(name=DEMO_DATASET).exists():
             folder = Path(settings.VAR_DIR) / "demo-data"
             call_command("make_phantoms", str(folder), cases=n_cases, size=128, depth=16, seed=7,
-                         splits="0.5,0.2,0.3", stdout=self.stdout)
+                         splits="0.5,0.2,0.3", stdout=self.stdout,
+                         sparse=",".join(SPARSE_KINDS[: max(0, n_cases - 2)]))  # two cases left to draw on
             call_command("import_cases", str(folder / "manifest.csv"), dataset=DEMO_DATASET, no_progress=True,
                          stdout=self.stdout)
             Dataset.objects.filter(name=DEMO_DATASET).update(
@@ -67,8 +72,24 @@ class Command(BaseCommand):
             self.stdout.write("Training two 3D U-Nets: on expert labels and on AI-assisted labels…")
             call_command("compare_models", dataset=DEMO_DATASET, arms="expert,ai", preset="fast",
                          config=self.config_file("unet", {"max_epochs": unet_epochs}), stdout=self.stdout)
+        self.annotation_task(dataset)
         comparison = ComparisonRun.objects.filter(dataset=dataset, status="succeeded").latest("id")
         self.studies(dataset, comparison)
+
+    def annotation_task(self, dataset):
+        from pipeline.annotation.services import create_task
+        from pipeline.models import AnnotationTask
+
+        if AnnotationTask.objects.filter(name=ANNOTATION_TASK).exists():
+            return
+        # two cases without sparse input, so what reader1 draws is the only quick input they have
+        cases = list(dataset.cases.exclude(labels__input__in=["slices", "scribbles", "box"])
+                     .order_by("-external_id")[:2])
+        create_task(dataset=dataset, name=ANNOTATION_TASK, input="scribbles", cases=cases,
+                    radiologists=get_user_model().objects.filter(username="reader1"),
+                    instructions="A few red strokes inside the tumour, a few green ones outside it, on one or two "
+                                 "slices; then Make AI label, and accept, edit or reject it.")
+        self.stdout.write(f"Opened the annotation task “{ANNOTATION_TASK}” (two cases) for reader1.")
 
     def config_file(self, name, overrides):
         overrides = {k: v for k, v in overrides.items() if v is not None}
