@@ -160,10 +160,14 @@ def review_ai_label(item, verdict, user, seconds=0.0):
         raise AnnotationError(f"verdict must be accepted or rejected, not {verdict!r}")
     with transaction.atomic():
         Label.objects.filter(pk=item.ai_label_id).update(review=verdict, reviewed_by=user, reviewed_at=timezone.now())
+        corrected = Label.objects.filter(corrected_from_id=item.ai_label_id)
         if verdict == Label.Review.REJECTED:  # a rejected label's correction would be trained on otherwise
-            Label.objects.filter(corrected_from_id=item.ai_label_id).delete()
-        AnnotationItem.objects.filter(pk=item.pk).update(ai_state=verdict)
-        item.ai_state = verdict
+            corrected.delete()
+            state = verdict
+        else:  # accepting a corrected label accepts the correction, which stays what is trained on
+            state = AnnotationItem.AIState.CORRECTED if corrected.exists() else verdict
+        AnnotationItem.objects.filter(pk=item.pk).update(ai_state=state)
+        item.ai_state = state
     item.add_seconds(seconds)
 
 

@@ -102,6 +102,7 @@ async function mount(baseUrl, keepBitmap = null) {
   } else {
     nv.createEmptyDrawing();
   }
+  root.viewer = nv; // for the browser tests: where a voxel is on the canvas
   nv.onDrawingChanged = () => { dirty = true; scheduleAutosave(); };
   nv.onLocationChange = showSlice;
   useTool(root.querySelector("[data-tool].active")?.dataset.tool || defaultTool());

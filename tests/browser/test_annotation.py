@@ -1,0 +1,103 @@
+"""A radiologist draws strokes with the mouse on the NiiVue canvas, saves, makes the AI label, erases part of
+it, saves the correction and accepts; the database then holds the rough input, the original AI label and the
+corrected one."""
+
+import numpy as np
+import pytest
+
+from pipeline.annotation.services import create_task
+from pipeline.core.io.nifti import load_volume
+from pipeline.models import AnnotationItem, Label
+from tests.browser.conftest import login, screenshot
+from tests.factories import make_dataset, make_user
+from tests.test_annotation import clustering_run
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
+
+
+def on_canvas(page, box, vox):
+    """Page coordinates of voxel ``vox`` (x, y, z) in the viewer, as NiiVue maps it."""
+    x, y = page.evaluate("([v]) => { const nv = document.getElementById('annotate').viewer;"
+                         " return nv.frac2canvasPos(nv.vox2frac(v)); }", [list(map(float, vox))])
+    ratio = page.evaluate("window.devicePixelRatio")
+    return box["x"] + x / ratio, box["y"] + y / ratio
+
+
+def drag(page, box, points, voxels=False):
+    """Press at the first point, move through the others, release (points as fractions of the canvas, or
+    voxels (x, y, z) with ``voxels=True``)."""
+    if voxels:
+        xy = [on_canvas(page, box, p) for p in points]
+    else:
+        xy = [(box["x"] + fx * box["width"], box["y"] + fy * box["height"]) for fx, fy in points]
+    page.mouse.move(*xy[0])
+    page.mouse.down()
+    for x, y in xy[1:]:
+        page.mouse.move(x, y, steps=8)
+    page.mouse.up()
+
+
+def test_draw_save_make_ai_label_correct_and_accept(page, media):
+    dataset = make_dataset(name="draw", n_cases=1, prediction_sets=())
+    reader = make_user("drawer", "reader")
+    task = create_task(dataset=dataset, name="Mark with strokes", input="scribbles", radiologists=[reader],
+                       cases=dataset.cases.all())
+    clustering_run(dataset)
+    item = task.items.get()
+
+    login(page, "drawer", "drawer-pass-123")
+    page.goto("/annotate/")
+    page.click("text=Start")
+    page.wait_for_selector("#annotate[data-ready='1']", timeout=90_000)
+    page.select_option("[data-role=plane]", "axial")
+    page.wait_for_timeout(500)
+    canvas = page.locator("#annotate canvas")
+    box = canvas.bounding_box()
+    page.keyboard.press("t")  # tumour pen
+    assert page.get_attribute("[data-tool=tumour]", "aria-pressed") == "true"
+    truth = load_volume(item.case.labels.get(source="truth").path, kind="label").data > 0
+    z = int(page.evaluate("Math.round(document.getElementById('annotate').viewer.frac2vox("
+                          "document.getElementById('annotate').viewer.scene.crosshairPos)[2])"))
+    xs, ys = np.nonzero(truth[:, :, z])
+    cy = int(round(ys.mean()))
+    drag(page, box, [(xs.min() + 1, cy, z), (xs.max() - 1, cy, z)], voxels=True)  # a stroke across the lesion
+    page.keyboard.press("b")  # background pen, far outside the lesion
+    drag(page, box, [(0.5 - 0.4 * box["height"] / box["width"], 0.12), (0.5 + 0.4 * box["height"] / box["width"], 0.12)])
+    page.keyboard.press("s")
+    page.wait_for_selector("#annotate[data-saved='1']")
+    screenshot(page, "annotate-strokes")
+
+    drawing = Label.objects.get(case=item.case, source="expert", rater="drawer")
+    strokes = load_volume(drawing.path, kind="label").data
+    assert drawing.input == "scribbles" and (strokes == 1).sum() >= 2 and (strokes == 2).sum() >= 2
+    assert set(np.unique(strokes)) == {0, 1, 2}
+
+    page.click("[data-action=make-ai]")
+    page.wait_for_function("document.querySelector('[data-role=status]').textContent.startsWith('AI label made')",
+                           timeout=60_000)
+    original = Label.objects.get(case=item.case, source="ai", rater="drawer", corrected_from=None)
+    assert original.voxel_count > 0
+    screenshot(page, "annotate-ai-label")
+
+    page.click("[data-action=edit]")
+    page.wait_for_selector("#annotate[data-mode='correct']")
+    page.wait_for_timeout(300)
+    page.keyboard.press("e")  # eraser across the middle of the label
+    page.select_option("[data-role=pen-size]", "3")
+    drag(page, box, [(xs.min() - 2, cy, z), (xs.max() + 2, cy, z)], voxels=True)
+    page.click("[data-action=save-correction]")
+    page.wait_for_function("document.querySelector('[data-role=status]').textContent.startsWith('Correction saved')",
+                           timeout=60_000)
+    page.click("[data-action=accept]")
+    page.wait_for_function("document.querySelector('[data-role=status]').textContent.startsWith('AI label accepted')")
+    screenshot(page, "annotate-corrected")
+
+    correction = Label.objects.get(corrected_from=original)
+    before = load_volume(original.path, kind="label").data > 0
+    after = load_volume(correction.path, kind="label").data > 0
+    assert 0 < after.sum() < before.sum() and not (after & ~before).any()  # only erased, the rest kept
+    item.refresh_from_db()
+    assert item.ai_state == AnnotationItem.AIState.CORRECTED and item.seconds_spent > 0
+    original.refresh_from_db()
+    assert original.review == "accepted"
+    assert not page.js_errors, page.js_errors
