@@ -11,11 +11,8 @@ Run: .venv/bin/python bench/annotate_bench.py [--size 256 --depth 32 --repeats 3
 import argparse
 import gzip
 import json
-import os
-import secrets
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -28,29 +25,21 @@ def main():
     parser.add_argument("--depth", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    tmp = tempfile.mkdtemp(prefix="annotate-bench-")
-    os.environ.update({"LABELGEN_VAR_DIR": tmp, "DJANGO_SETTINGS_MODULE": "labelgen_web.settings"})
-    os.environ.setdefault("SECRET_KEY", secrets.token_hex(32))
-    os.environ.pop("DATABASE_URL", None)
-    sys.path.insert(0, str(ROOT))
-    import django
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _django import import_phantoms, setup
 
-    django.setup()
+    tmp = setup("annotate-bench-")
     import nibabel as nib
     import numpy as np
     from django.contrib.auth import get_user_model
-    from django.core.management import call_command
 
     from pipeline.annotation.services import create_task, make_ai_label, save_drawing
-    from pipeline.core.phantoms import case_seed, make_phantom_case, write_phantom_dataset
+    from pipeline.core.phantoms import case_seed, make_phantom_case
     from pipeline.core.phantoms.sparse import box_input, scribble_input, slices_input
     from pipeline.datasets.storage import store_volume
-    from pipeline.models import ClusteringRun, ClusterMap, Dataset
+    from pipeline.models import ClusteringRun, ClusterMap
 
-    call_command("migrate", verbosity=0)
-    manifest = write_phantom_dataset(Path(tmp) / "data", n_cases=1, size=args.size, depth=args.depth, seed=3)
-    call_command("import_cases", str(manifest), dataset="bench", no_progress=True, stdout=open(os.devnull, "w"))
-    dataset = Dataset.objects.get(name="bench")
+    dataset = import_phantoms(tmp, "bench", n_cases=1, size=args.size, depth=args.depth, seed=3)
     case = dataset.cases.get()
     phantom = make_phantom_case("case000", size=args.size, depth=args.depth, seed=case_seed(3, 0))  # the same case
     run = ClusteringRun.objects.create(dataset=dataset, status="succeeded")

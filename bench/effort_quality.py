@@ -19,10 +19,7 @@ Run: .venv/bin/python bench/effort_quality.py [--cases 10 --size 128 --depth 16 
 
 import argparse
 import json
-import os
-import secrets
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -39,32 +36,23 @@ def main():
     parser.add_argument("--epochs", type=int, default=None, help="override max_epochs")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    tmp = tempfile.mkdtemp(prefix="effort-quality-")
-    os.environ.update({"LABELGEN_VAR_DIR": tmp, "DJANGO_SETTINGS_MODULE": "labelgen_web.settings"})
-    os.environ.setdefault("SECRET_KEY", secrets.token_hex(32))
-    os.environ.pop("DATABASE_URL", None)
-    sys.path.insert(0, str(ROOT))
-    import django
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _django import import_phantoms, setup
 
-    django.setup()
+    tmp = setup("effort-quality-")
     import numpy as np
-    from django.core.management import call_command
 
     from pipeline.core.io.nifti import load_volume
     from pipeline.core.metrics import dice
-    from pipeline.core.phantoms import write_phantom_dataset
     from pipeline.core.phantoms.sparse import box_input, effort, scribble_input, slices_input
     from pipeline.core.refinement import RefineParams, refine_label
     from pipeline.labelgen.runs import run_clustering
-    from pipeline.models import Case, ClusteringRun, Dataset
+    from pipeline.models import Case, ClusteringRun
     from pipeline.runs.execution import execute
     from pipeline.runs.presets import clustering_config, refine_config
 
-    call_command("migrate", verbosity=0)
-    manifest = write_phantom_dataset(Path(tmp) / "data", n_cases=args.cases, size=args.size, depth=args.depth,
-                                     seed=args.seed)
-    call_command("import_cases", str(manifest), dataset="effort", no_progress=True, stdout=open(os.devnull, "w"))
-    dataset = Dataset.objects.get(name="effort")
+    dataset = import_phantoms(tmp, "effort", n_cases=args.cases, size=args.size, depth=args.depth,
+                              seed=args.seed)
     cases = list(Case.objects.filter(dataset=dataset).prefetch_related("labels", "images").order_by("external_id"))
     labels_of = {c.pk: list(c.labels.all()) for c in cases}
     truth = {c.pk: load_volume(next(lab for lab in labels_of[c.pk] if lab.source == "truth").path,

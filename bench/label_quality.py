@@ -17,10 +17,7 @@ Run: .venv/bin/python bench/label_quality.py [--cases 10 --size 128 --depth 16 -
 import argparse
 import itertools
 import json
-import os
-import secrets
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -39,30 +36,21 @@ def main():
                         help="train step 1 this many times (seeds --seed, --seed + 1, ...); the goal is judged on "
                              "the worst")
     args = parser.parse_args()
-    tmp = tempfile.mkdtemp(prefix="label-quality-")
-    os.environ.update({"LABELGEN_VAR_DIR": tmp, "DJANGO_SETTINGS_MODULE": "labelgen_web.settings"})
-    os.environ.setdefault("SECRET_KEY", secrets.token_hex(32))  # production settings refuse to start without one
-    os.environ.pop("DATABASE_URL", None)
-    sys.path.insert(0, str(ROOT))
-    import django
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from _django import import_phantoms, setup
 
-    django.setup()
+    tmp = setup("label-quality-")
     import numpy as np
-    from django.core.management import call_command
 
     from pipeline.core.io.nifti import load_volume
     from pipeline.core.metrics import best_regions, dice
-    from pipeline.core.phantoms import write_phantom_dataset
     from pipeline.labelgen.runs import run_clustering, run_refinement
-    from pipeline.models import Case, ClusteringRun, Dataset, Label, RefinementRun
+    from pipeline.models import Case, ClusteringRun, Label, RefinementRun
     from pipeline.runs.execution import execute
     from pipeline.runs.presets import clustering_config, refine_config
 
-    call_command("migrate", verbosity=0)
-    manifest = write_phantom_dataset(Path(tmp) / "data", n_cases=args.cases, size=args.size, depth=args.depth,
-                                     seed=args.seed)
-    call_command("import_cases", str(manifest), dataset="quality", no_progress=True, stdout=open(os.devnull, "w"))
-    dataset = Dataset.objects.get(name="quality")
+    dataset = import_phantoms(tmp, "quality", n_cases=args.cases, size=args.size, depth=args.depth,
+                              seed=args.seed)
     cases = list(Case.objects.filter(dataset=dataset).prefetch_related("labels").order_by("external_id"))
     truth = {c.pk: load_volume(next(lab for lab in c.labels.all() if lab.source == "truth").path,
                                kind="label").data > 0 for c in cases}
