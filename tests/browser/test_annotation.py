@@ -101,3 +101,24 @@ def test_draw_save_make_ai_label_correct_and_accept(page, media):
     original.refresh_from_db()
     assert original.review == "accepted"
     assert not page.js_errors, page.js_errors
+
+
+def test_coordinator_creates_a_task_and_follows_it(page, media):
+    dataset = make_dataset(name="to-mark", n_cases=3, prediction_sets=())
+    make_user("marker", "reader")
+    make_user("coord_b", "coordinator")
+    login(page, "coord_b", "coord_b-pass-123")
+    page.goto(f"/datasets/{dataset.pk}/")
+    page.click("text=New annotation task")
+    page.fill("input[name=name]", "Boxes please")
+    page.select_option("select[name=input]", "box")
+    page.fill("input[name=cases]", "case001 case002")
+    page.check("text=marker")
+    page.click("text=Create task")
+    page.wait_for_selector("text=Boxes please")
+    assert page.locator("table tbody tr").count() == 2  # one row per case for the one radiologist
+    screenshot(page, "annotation-task-detail")
+    page.goto("/annotation-tasks/")
+    assert "0 / 2" in page.inner_text("table")
+    screenshot(page, "annotation-task-list")
+    assert not page.js_errors, page.js_errors
