@@ -107,10 +107,10 @@ def main():
               "votes": Vote.objects.count(), "build_seconds": round(build_s, 1), "page_seconds": timings,
               "page_bytes": len(response.content), "database": "sqlite"}
     if args.mixed_model:
-        from evaluation.reports import compute_mixed_models, votes_fingerprint
+        from evaluation.reports import compute_full_report, votes_fingerprint
 
         t0 = time.perf_counter()
-        compute_mixed_models(study.pk, votes_fingerprint(study))
+        compute_full_report(study.pk, votes_fingerprint(study))
         result["mixed_model_background_seconds"] = round(time.perf_counter() - t0, 1)
     print(json.dumps(result, indent=2))
 

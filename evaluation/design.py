@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["PlannedItem", "derive_seed", "plan_items"]
+__all__ = ["REREAD_GAP", "PlannedItem", "derive_seed", "plan_items", "plan_rereads"]
 
 
 @dataclass(frozen=True)
@@ -92,3 +92,29 @@ def plan_items(cases: Sequence[Hashable], pairs: Sequence[tuple[Hashable, Hashab
         a, b = pairs[p]
         out.append(PlannedItem(case, a, b) if first_left[i] else PlannedItem(case, b, a))
     return out
+
+
+#: A re-read comes at least this many other items after its first read (never next to it).
+REREAD_GAP = 3
+
+
+def plan_rereads(n_items: int, share: float, seed: int) -> list[int]:
+    """Insert planned re-reads into a reader's sequence of ``n_items`` first reads.
+
+    Returns the new sequence: each entry is ``i`` (first read ``i``) or ``-(i + 1)`` (the re-read of first
+    read ``i``). About
+    ``share`` of the first reads are repeated (rounded; only items that leave room for the gap), each at a
+    random place at least ``REREAD_GAP`` other items after its first read. The caller swaps the sides.
+    """
+    if not 0 <= share <= 0.5:
+        raise ValueError(f"the re-read share must be between 0 and 0.5, got {share}")
+    seq: list[int] = list(range(n_items))
+    eligible = n_items - REREAD_GAP - 1
+    k = min(int(round(share * n_items)), max(eligible, 0))
+    if k <= 0:
+        return seq
+    rng = np.random.default_rng([int(seed), 1])
+    for i in sorted(rng.choice(eligible, size=k, replace=False).tolist()):
+        start = seq.index(i) + REREAD_GAP + 1
+        seq.insert(int(rng.integers(start, len(seq) + 1)), -(i + 1))
+    return seq

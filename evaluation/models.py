@@ -8,6 +8,7 @@ order) -> Item (one case, two arms, which is on the left) -> Vote (at most one p
 import secrets
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.urls import reverse
 
@@ -30,7 +31,20 @@ class Study(models.Model):
         OPEN = "open", "Open"
         CLOSED = "closed", "Closed"
 
-    title = models.CharField(max_length=200)
+    class Method(models.TextChoices):
+        MIXED = "mixed", "Logistic mixed model (reader and case random intercepts)"
+        BOOTSTRAP = "bootstrap", "Two-way cluster bootstrap"
+
+    class Ties(models.TextChoices):
+        EXCLUDE = "exclude", "Excluded (share of decisive votes)"
+        AGAINST = "against", "Counted against the arm (share of all votes)"
+
+    #: The pre-registered analysis: fixed once the study has been opened.
+    PLAN_FIELDS = ("primary_arm_id", "primary_comparator_id", "primary_method", "ties", "alpha")
+
+    title = models.CharField(max_length=200, help_text="internal: seen by coordinators only")
+    public_title = models.CharField("reader-facing title", max_length=200, blank=True,
+                                    help_text="what readers see; empty = a neutral “Study <number>”")
     instructions = models.TextField(blank=True, help_text="shown to readers above the viewers")
     dataset = models.ForeignKey("pipeline.Dataset", on_delete=models.PROTECT, related_name="studies")
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.DRAFT, db_index=True)
@@ -44,6 +58,27 @@ class Study(models.Model):
     pairs = models.JSONField(default=list, blank=True,
                              help_text="[[arm id, arm id], ...] compared; empty = all pairs")
     default_modality = models.CharField(max_length=40, blank=True, help_text="base image shown first")
+    graded = models.BooleanField("graded answers (five-point scale)", default=False,
+                                 help_text="A much better, A better, about equal, B better, B much better")
+    reread_share = models.FloatField(
+        "share of items re-read", default=0.0, validators=[MinValueValidator(0.0), MaxValueValidator(0.5)],
+        help_text="repeated later in each reader's sequence with sides swapped, not adjacent, not announced; "
+                  "for intra-reader agreement only (0 = none)")
+    radiological = models.BooleanField("radiological convention", default=True,
+                                       help_text="patient left on screen right (readers can switch)")
+    primary_arm = models.ForeignKey("Arm", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+                                    help_text="primary endpoint: the share of votes preferring this arm")
+    primary_comparator = models.ForeignKey("Arm", null=True, blank=True, on_delete=models.SET_NULL,
+                                           related_name="+")
+    primary_method = models.CharField(max_length=10, choices=Method.choices, default=Method.MIXED)
+    ties = models.CharField("ties in the primary endpoint", max_length=8, choices=Ties.choices,
+                            default=Ties.EXCLUDE)
+    alpha = models.FloatField(default=0.05, validators=[MinValueValidator(0.001), MaxValueValidator(0.2)],
+                              help_text="two-sided significance level of the primary analysis")
+    planned_power = models.JSONField(null=True, blank=True, help_text="the planner's result at creation")
+    unblinded_at = models.DateTimeField(null=True, blank=True)
+    unblinded_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                     related_name="+")
     seed = models.BigIntegerField(default=new_seed)
     # Mixed into the HMAC of volume URLs, so URLs of one study say nothing about another's.
     secret = models.CharField(max_length=64, default=new_secret, editable=False)
@@ -60,8 +95,44 @@ class Study(models.Model):
     def __str__(self):
         return self.title
 
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        study = super().from_db(db, field_names, values)
+        study._stored_plan = {f: getattr(study, f, None) for f in cls.PLAN_FIELDS}
+        study._stored_opened = study.__dict__.get("opened_at")
+        return study
+
+    def save(self, *args, **kwargs):
+        stored = getattr(self, "_stored_plan", None)
+        if stored and getattr(self, "_stored_opened", None) is not None:
+            changed = [f.removesuffix("_id") for f in self.PLAN_FIELDS if getattr(self, f) != stored[f]]
+            if changed:
+                raise ValueError(f"the primary analysis is frozen once the study has been opened; refused "
+                                 f"change of {', '.join(changed)}")
+        super().save(*args, **kwargs)
+        self._stored_plan = {f: getattr(self, f) for f in self.PLAN_FIELDS}
+        self._stored_opened = self.opened_at
+
     def get_absolute_url(self):
         return reverse("evaluation:study_detail", args=[self.pk])
+
+    @property
+    def reader_title(self):
+        """The title readers see: never the internal one (it may name the arms)."""
+        return self.public_title or f"Study {self.pk}"
+
+    @property
+    def plan_frozen(self):
+        return self.opened_at is not None
+
+    def analysis_plan(self):
+        """The pre-registered primary analysis as :class:`evaluation.stats.AnalysisPlan`."""
+        from evaluation.stats import AnalysisPlan
+
+        arm = self.primary_arm.name if self.primary_arm_id else None
+        comparator = self.primary_comparator.name if self.primary_comparator_id and arm else None
+        return AnalysisPlan(arm=arm if comparator else None, comparator=comparator, method=self.primary_method,
+                            ties=self.ties, alpha=self.alpha)
 
     @property
     def is_open(self):
@@ -75,7 +146,7 @@ class Study(models.Model):
         return [(arms[a], arms[b]) for a, b in chosen if a in arms and b in arms]
 
     def choices(self):
-        return ["left", "right", "none"] if self.allow_tie else ["left", "right"]
+        return ["left", "right", "none"] if self.allow_tie or self.graded else ["left", "right"]
 
     def modalities(self):
         from pipeline.models import Image
@@ -147,6 +218,8 @@ class Item(models.Model):
     # Random, per item: the only handle on an item that appears in volume URLs.
     token = models.CharField(max_length=40, unique=True, default=new_item_token, editable=False)
     focus = models.JSONField(null=True, blank=True, help_text="cached {voxel: [i,j,k], mm: [x,y,z]} to open at")
+    reread_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="+",
+                                  help_text="the first read this planned re-read repeats (sides swapped)")
 
     class Meta:
         ordering = ["assignment", "position"]
@@ -174,6 +247,8 @@ class Vote(models.Model):
     arm = models.ForeignKey(Arm, null=True, blank=True, on_delete=models.CASCADE, related_name="votes",
                             help_text="the arm the choice means (empty for no preference)")
     confidence = models.PositiveSmallIntegerField(null=True, blank=True)
+    grade = models.SmallIntegerField(null=True, blank=True,
+                                     help_text="graded studies: -2..2, positive = left (A) better, 0 = equal")
     comment = models.TextField(blank=True)
     time_ms = models.PositiveIntegerField(default=0, help_text="visible time on the item, summed over visits")
     revision = models.PositiveIntegerField(default=1)
@@ -186,12 +261,28 @@ class Vote(models.Model):
             models.CheckConstraint(condition=models.Q(choice__in=["left", "right", "none"]), name="vote_choice"),
             models.CheckConstraint(condition=models.Q(confidence__isnull=True)
                                    | models.Q(confidence__gte=1, confidence__lte=5), name="vote_confidence_1_5"),
+            models.CheckConstraint(condition=models.Q(grade__isnull=True) | (
+                models.Q(grade__gte=1, grade__lte=2, choice="left") | models.Q(grade=0, choice="none")
+                | models.Q(grade__gte=-2, grade__lte=-1, choice="right")), name="vote_grade_matches_choice"),
             models.CheckConstraint(condition=models.Q(choice="none", arm__isnull=True)
                                    | (~models.Q(choice="none") & models.Q(arm__isnull=False)), name="vote_arm_set"),
         ]
 
+    GRADE_LABELS = {2: "A much better", 1: "A better", 0: "About equal", -1: "B better", -2: "B much better"}
+
     def __str__(self):
         return f"{self.item}: {self.choice}"
+
+    @property
+    def answer_label(self):
+        """The answer as the reader saw it (A = left, B = right)."""
+        if self.grade is not None:
+            return self.GRADE_LABELS[self.grade]
+        return {"left": "A (left)", "right": "B (right)", "none": "No preference"}[self.choice]
+
+    @property
+    def time_s(self):
+        return self.time_ms / 1000
 
 
 class VoteRevision(models.Model):
@@ -202,6 +293,7 @@ class VoteRevision(models.Model):
     choice = models.CharField(max_length=5, choices=Vote.Choice.choices)
     arm = models.ForeignKey(Arm, null=True, blank=True, on_delete=models.CASCADE, related_name="+")
     confidence = models.PositiveSmallIntegerField(null=True, blank=True)
+    grade = models.SmallIntegerField(null=True, blank=True)
     comment = models.TextField(blank=True)
     time_ms = models.PositiveIntegerField(default=0)
     answered_at = models.DateTimeField(help_text="when this answer was given")

@@ -51,7 +51,7 @@ def item_payload(item, *, preview=False):
         "position": item.position,
         "total": total,
         "answer": None if vote is None else {"choice": vote.choice, "confidence": vote.confidence,
-                                             "comment": vote.comment},
+                                             "grade": vote.grade, "comment": vote.comment},
         "urls": item_urls(assignment, item.position, preview),
         "next": None if nxt is None else {"position": nxt, **item_urls(assignment, nxt, preview)},
         "modalities": item_modalities(item),
@@ -70,7 +70,7 @@ def page_context(request, item, *, preview=False):
         resume_url = reverse("evaluation:study_start", args=[study.pk])
     config = {
         "item": item_payload(item, preview=preview),
-        "study": {"allowTie": study.allow_tie, "askConfidence": study.ask_confidence,
+        "study": {"allowTie": study.allow_tie, "graded": study.graded, "askConfidence": study.ask_confidence,
                   "askComment": study.ask_comment, "allowRevisit": study.allow_revisit},
         "progress": {"done": done, "total": total},
         "urls": {"done": done_url, "review": review_url, "resume": resume_url},

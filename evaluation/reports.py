@@ -2,8 +2,10 @@
 
 The statistics are pure (:mod:`evaluation.stats`); this module feeds them and caches the result under a
 fingerprint of the votes (count, last change, revisions), so the report is recomputed only when votes
-change. The mixed model (minutes on very large studies) is computed by a background task and cached on
-its own; the page shows the rest meanwhile.
+change. Two versions are cached: the quick one (no mixed model) and the full one (with it; minutes on very
+large studies), computed by a background task while a study is open and when it closes. The page shows
+the full one when it is there, the quick one meanwhile (a mixed-model primary analysis then says it is being
+computed); the report JSON always carries the full one.
 """
 
 import hashlib
@@ -14,7 +16,7 @@ from django.db.models import Count, Max
 
 from evaluation.models import Item, Study, Vote
 
-REPORT_VERSION = 1
+REPORT_VERSION = 2
 CHOICE_CODE = {"left": "a", "right": "b", "none": "tie"}
 
 
@@ -45,8 +47,9 @@ def votes_frame(study, with_dice=True):
     # made this query a third of the report's time on large studies
     rows = list(Vote.objects.filter(item__in=real_items(study)).values_list(
         "item__assignment__reader_id", "item__study_case__case_id", "item__arm_left_id", "item__arm_right_id",
-        "choice", "confidence", "time_ms"))
-    df = pd.DataFrame(rows, columns=["reader", "case_id", "arm_a", "arm_b", "choice", "confidence", "time_ms"])
+        "choice", "confidence", "time_ms", "grade", "item__reread_of_id"))
+    df = pd.DataFrame(rows, columns=["reader", "case_id", "arm_a", "arm_b", "choice", "confidence", "time_ms",
+                                     "grade", "reread"])
     if df.empty:
         return pd.DataFrame(columns=["reader", "case", "arm_a", "arm_b", "choice"])
     arm_name = dict(study.arms.values_list("pk", "name"))
@@ -59,6 +62,11 @@ def votes_frame(study, with_dice=True):
     df.insert(1, "case", df["case_id"].map(cases))
     df["choice"] = df["choice"].map(CHOICE_CODE)
     df["left"] = "a"
+    df["reread"] = df["reread"].notna()
+    if df["grade"].isna().all():
+        df = df.drop(columns="grade")
+    else:
+        df["grade"] = df["grade"].astype("float")  # left = arm_a, so the stored left-positive grade is arm_a's
     if df["confidence"].isna().all():
         df = df.drop(columns="confidence")
     else:
@@ -86,40 +94,42 @@ def prediction_dice(study):
     return found
 
 
-def cached_report(study, *, n_boot=2000):
-    """``(report dict, votes frame or None, fingerprint)``; the statistics are computed once per fingerprint.
-    The votes frame comes back when it was read here (the report was not cached), so callers need not read
-    the votes a second time."""
+def build_report(study, votes, *, full, n_boot=2000):
     from evaluation.stats import study_report
 
+    expected = study.assignments.filter(preview=False).values_list("reader__username", flat=True)
+    return study_report(votes, plan=study.analysis_plan(), n_boot=n_boot, fit_mixed_model=full,
+                        expected_readers=list(expected), seed=study.seed % 2**32).to_dict()
+
+
+def report_key(study, fingerprint, full, n_boot=2000):
+    return f"study-report:{study.pk}:{fingerprint}:{n_boot}:{'full' if full else 'quick'}"
+
+
+def cached_report(study, *, n_boot=2000, full=False):
+    """``(report dict, votes frame or None, fingerprint, is_full)``. The full report (with the mixed model) when
+    it is cached or ``full`` asks for it (then computed here); otherwise the quick one. The votes frame comes
+    back when it was read here, so callers need not read the votes a second time."""
     fingerprint = votes_fingerprint(study)
-    key = f"study-report:{study.pk}:{fingerprint}:{n_boot}"
-    report = cache.get(key)
-    if report is None:
-        df = votes_frame(study)
-        if df.empty:
-            return None, df, fingerprint
-        report = study_report(df, n_boot=n_boot, fit_mixed_model=False).to_dict()
-        cache.set(key, report, timeout=None)
-        return report, df, fingerprint
-    return report, None, fingerprint
+    report = cache.get(report_key(study, fingerprint, True, n_boot))
+    if report is not None:
+        return report, None, fingerprint, True
+    if not full:
+        report = cache.get(report_key(study, fingerprint, False, n_boot))
+        if report is not None:
+            return report, None, fingerprint, False
+    df = votes_frame(study)
+    if df.empty:
+        return None, df, fingerprint, full
+    report = build_report(study, df, full=full, n_boot=n_boot)
+    cache.set(report_key(study, fingerprint, full, n_boot), report, timeout=None)
+    return report, df, fingerprint, full
 
 
-def mixed_model_key(study, fingerprint):
-    return f"study-mixed:{study.pk}:{fingerprint}"
-
-
-def compute_mixed_models(study_pk, fingerprint):
-    """The mixed model of each arm pair (slow on big studies): run by a background task, cached."""
-    from evaluation.stats import VotesError, mixed_model, normalise_votes
-
+def compute_full_report(study_pk, fingerprint=None):
+    """The report with its mixed models (slow on big studies): run by a background task, cached."""
     study = Study.objects.get(pk=study_pk)
-    df = normalise_votes(votes_frame(study, with_dice=False))
-    results = {}
-    for (a, b), pair in df.groupby(["arm_a", "arm_b"]):
-        try:
-            results[f"{a} vs {b}"] = mixed_model(pair, a, b).to_dict()
-        except VotesError as exc:
-            results[f"{a} vs {b}"] = {"fitted": False, "note": str(exc)}
-    cache.set(mixed_model_key(study, fingerprint), results, timeout=None)
-    return results
+    if fingerprint is not None and fingerprint != votes_fingerprint(study):
+        return None  # votes changed since this was queued: a newer request queues its own
+    report, _, _, _ = cached_report(study, full=True)
+    return report

@@ -13,7 +13,7 @@ from django.db.models import Count, Max, Q
 from django.utils import timezone
 
 from accounts.roles import GROUPS, READER
-from evaluation.design import derive_seed, plan_items
+from evaluation.design import derive_seed, plan_items, plan_rereads
 from evaluation.models import Arm, Assignment, Item, Study, StudyCase, Vote, VoteRevision
 from pipeline.models import Case, Label
 
@@ -40,11 +40,13 @@ def shared_cases(dataset, prediction_sets):
 
 @transaction.atomic
 def create_study(*, dataset, prediction_sets, title, readers=(), created_by=None, seed=None, pairs=None,
-                 open_now=False, **settings):
+                 primary=None, open_now=False, **settings):
     """Create a study with one arm per prediction set over the cases all sets cover; assign ``readers``.
 
     ``pairs``: optional ``[(set_a, set_b), ...]`` of prediction sets to compare (default: all pairs).
-    ``settings``: other :class:`Study` fields (instructions, allow_tie, ask_confidence, ...).
+    ``primary``: ``(set_x, set_y)``: the primary endpoint is the share preferring X over Y (default with two
+    sets: the first over the second; with more, every pair is analysed alike).
+    ``settings``: other :class:`Study` fields (instructions, allow_tie, ask_confidence, primary_method, ...).
     """
     prediction_sets = list(prediction_sets)
     if len(prediction_sets) < 2:
@@ -63,6 +65,14 @@ def create_study(*, dataset, prediction_sets, title, readers=(), created_by=None
         study.seed = int(seed)
     study.save()
     arms = {p.pk: Arm.objects.create(study=study, name=p.name, prediction_set=p) for p in prediction_sets}
+    if primary is None and len(prediction_sets) == 2:
+        primary = prediction_sets
+    if primary is not None:
+        x, y = primary
+        if x.pk == y.pk or x.pk not in arms or y.pk not in arms:
+            raise StudyError("The primary endpoint must name two different prediction sets of the study.")
+        study.primary_arm, study.primary_comparator = arms[x.pk], arms[y.pk]
+        study.save(update_fields=["primary_arm", "primary_comparator"])
     StudyCase.objects.bulk_create([StudyCase(study=study, case=c) for c in cases])
     if pairs:
         set_pairs(study, [(arms[a.pk].pk, arms[b.pk].pk) for a, b in pairs])
@@ -101,9 +111,17 @@ def plan_assignment(assignment, *, replace=False):
     study_cases = {sc.case.external_id: sc for sc in study.study_cases.select_related("case")}
     pairs = [(a.pk, b.pk) for a, b in study.arm_pairs()]
     plan = plan_items(sorted(study_cases), pairs, assignment.seed, every_pair=study.every_pair_each_case)
+    order = plan_rereads(len(plan), study.reread_share, assignment.seed)
+    position = {code: k for k, code in enumerate(order, start=1)}
+    firsts = Item.objects.bulk_create([
+        Item(assignment=assignment, position=position[i], study_case=study_cases[p.case], arm_left_id=p.left,
+             arm_right_id=p.right) for i, p in enumerate(plan)
+    ])
+    # Re-reads: the same case and pair later on, sides swapped (a second insert: they point at first reads).
     Item.objects.bulk_create([
-        Item(assignment=assignment, position=k, study_case=study_cases[p.case], arm_left_id=p.left,
-             arm_right_id=p.right) for k, p in enumerate(plan, start=1)
+        Item(assignment=assignment, position=position[code], study_case=firsts[-code - 1].study_case,
+             arm_left_id=firsts[-code - 1].arm_right_id, arm_right_id=firsts[-code - 1].arm_left_id,
+             reread_of=firsts[-code - 1]) for code in order if code < 0
     ])
 
 
@@ -155,10 +173,18 @@ def set_status(study, status):
         study.closed_at = None
     elif status == Study.Status.CLOSED:
         study.closed_at = now
+        # the mixed model of the final votes, so the closed study's report is complete when first opened
+        transaction.on_commit(lambda: _queue_full_report(study.pk))
     elif status != Study.Status.DRAFT or study.status != Study.Status.DRAFT:
         raise StudyError(f"Unknown or impossible status {status!r}.")
     study.status = status
     study.save(update_fields=["status", "opened_at", "closed_at"])
+
+
+def _queue_full_report(study_pk):
+    from evaluation import tasks
+
+    tasks.compute_full_report.apply_async(args=[study_pk], queue="default")
 
 
 @dataclass
@@ -169,7 +195,7 @@ class VoteResult:
 
 def _same(vote, data):
     return (vote.choice == data["choice"] and vote.confidence == data.get("confidence")
-            and vote.comment == data.get("comment", ""))
+            and vote.grade == data.get("grade") and vote.comment == data.get("comment", ""))
 
 
 def record_vote(item, user, data):
@@ -189,7 +215,7 @@ def record_vote(item, user, data):
         raise StudyError("“No preference” is not allowed in this study.")
     arm = item.arm_for(data["choice"])
     fields = {"choice": data["choice"], "arm": arm, "confidence": data.get("confidence"),
-              "comment": data.get("comment", ""), "time_ms": data.get("time_ms") or 0}
+              "grade": data.get("grade"), "comment": data.get("comment", ""), "time_ms": data.get("time_ms") or 0}
     try:
         with transaction.atomic():
             return VoteResult(Vote.objects.create(item=item, **fields), "created")
@@ -203,7 +229,8 @@ def record_vote(item, user, data):
             raise StudyError("You already answered this item and this study does not allow changing answers.",
                              409)
         VoteRevision.objects.create(vote=vote, revision=vote.revision, choice=vote.choice, arm=vote.arm,
-                                    confidence=vote.confidence, comment=vote.comment, time_ms=vote.time_ms,
+                                    confidence=vote.confidence, grade=vote.grade, comment=vote.comment,
+                                    time_ms=vote.time_ms,
                                     answered_at=vote.updated_at)
         fields["time_ms"] += vote.time_ms
         for k, v in fields.items():
@@ -213,6 +240,32 @@ def record_vote(item, user, data):
         return VoteResult(vote, "changed")
 
 
+def is_assigned_reader(study, user):
+    """True when ``user`` reads in ``study`` (a real assignment, not a coordinator's preview)."""
+    return study.assignments.filter(reader_id=user.pk, preview=False).exists()
+
+
+def may_see_unblinded(study, user):
+    """Unblinded answers (which arm was where, arm-level results): after closing, or once a coordinator
+    unblinded the open study; never, while it is open, to a user who reads in it."""
+    if study.status == Study.Status.CLOSED:
+        return True
+    if study.status == Study.Status.OPEN and is_assigned_reader(study, user):
+        return False
+    return study.status == Study.Status.DRAFT or study.unblinded_at is not None
+
+
+def unblind(study, user):
+    """Record that ``user`` unblinded the open ``study`` now (kept once: the first unblinding stands)."""
+    if study.status != Study.Status.OPEN:
+        raise StudyError("Only an open study needs unblinding; a closed study's answers are shown anyway.", 409)
+    if is_assigned_reader(study, user):
+        raise StudyError("You read in this study, so its answers stay blinded to you while it is open.", 403)
+    if study.unblinded_at is None:
+        study.unblinded_at, study.unblinded_by = timezone.now(), user
+        study.save(update_fields=["unblinded_at", "unblinded_by"])
+
+
 @dataclass
 class ReaderProgress:
     assignment: Assignment
@@ -220,6 +273,10 @@ class ReaderProgress:
     total: int
     median_time_ms: float | None
     last_activity: object
+
+    @property
+    def median_s(self):
+        return None if self.median_time_ms is None else self.median_time_ms / 1000
 
 
 def progress(study):

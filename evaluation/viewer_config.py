@@ -19,4 +19,4 @@ def item_viewer_config(item, modalities):
     base_urls = {m: _volume_url(item, f"base:{m}") for m in modalities}
     focus = item_focus(item)
     return viewer_config(base_urls=base_urls, overlays=[_volume_url(item, "left"), _volume_url(item, "right")],
-                         focus_mm=focus["mm"])
+                         focus_mm=focus["mm"], slice_type="hero", radiological=item.assignment.study.radiological)

@@ -1,5 +1,6 @@
-"""Coordinator pages: study list, creation, detail (arms, readers, progress, unblinded answers), status,
-reader assignment, pair choice and the preview of exactly what a reader sees. Arm names appear only here."""
+"""Coordinator pages: study list, creation, detail (arms, readers, progress; answers only once unblinded),
+status, unblinding, reader assignment, pair choice and the preview of exactly what a reader sees. Arm names
+appear only here and in the report."""
 
 from django.contrib import messages
 from django.http import JsonResponse
@@ -8,17 +9,21 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from accounts.roles import capability_required
-from evaluation.forms import AssignReadersForm, PairsForm, StudyForm
+from evaluation.forms import AssignReadersForm, PairsForm, PlanForm, StudyForm
 from evaluation.models import Assignment, Item, Study, Vote
+from evaluation.planning import WEB_SEARCH_SIMS, WEB_SIMS, plan_design
 from evaluation.reader_page import item_payload, page_context
 from evaluation.services import (
     StudyError,
     assign_readers,
     create_study,
+    is_assigned_reader,
+    may_see_unblinded,
     progress,
     remove_reader,
     set_pairs,
     set_status,
+    unblind,
 )
 
 
@@ -33,12 +38,11 @@ def study_create(request):
     form = StudyForm(request.POST or None, initial=prefill(request.GET))
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
-        settings = {k: data[k] for k in ("instructions", "default_modality", "allow_tie", "ask_confidence",
-                                         "ask_comment", "allow_revisit", "every_pair_each_case")}
+        settings = {k: data[k] for k in StudyForm.SETTINGS}
         try:
             study = create_study(dataset=data["dataset"], prediction_sets=data["prediction_sets"],
                                  title=data["title"], readers=data["readers"], created_by=request.user,
-                                 seed=data["seed"], **settings)
+                                 seed=data["seed"], primary=form.primary_sets(), **settings)
         except StudyError as exc:
             form.add_error(None, exc.message)
         else:
@@ -64,15 +68,18 @@ def prefill(params):
 
 @capability_required("coordinate")
 def study_detail(request, pk):
-    study = get_object_or_404(Study.objects.select_related("dataset"), pk=pk)
+    study = get_object_or_404(Study.objects.select_related("dataset", "unblinded_by", "primary_arm",
+                                                           "primary_comparator"), pk=pk)
     votes = (Vote.objects.filter(item__assignment__study=study, item__assignment__preview=False)
              .select_related("item__assignment__reader", "item__study_case__case", "item__arm_left",
                              "item__arm_right", "arm").order_by("item__assignment__reader__username",
                                                                 "item__position"))
+    unblinded = may_see_unblinded(study, request.user)
     return render(request, "evaluation/study_detail.html", {
         "study": study, "arms": study.arms.select_related("prediction_set"),
-        "pairs": study.arm_pairs(), "n_cases": study.study_cases.count(),
-        "progress": progress(study), "votes": votes[:500], "n_votes": votes.count(),
+        "pairs": study.arm_pairs(), "n_cases": study.study_cases.count(), "plan": study.analysis_plan(),
+        "progress": progress(study), "votes": votes[:500] if unblinded else None, "n_votes": votes.count(),
+        "unblinded": unblinded, "reads_here": is_assigned_reader(study, request.user),
         "assign_form": AssignReadersForm(study=study),
         "pairs_form": PairsForm(study=study) if study.arms.count() > 2 else None,
         "Status": Study.Status,
@@ -96,6 +103,15 @@ def study_status(request, pk):
     study = get_object_or_404(Study, pk=pk)
     return _change(request, study, lambda: set_status(study, request.POST.get("status", "")),
                    lambda _: f"The study is now {study.get_status_display().lower()}.")
+
+
+@require_POST
+@capability_required("coordinate")
+def study_unblind(request, pk):
+    """Show an open study's answers now; who and when is recorded and printed in the report."""
+    study = get_object_or_404(Study, pk=pk)
+    return _change(request, study, lambda: unblind(study, request.user),
+                   lambda _: "Unblinded: the answers are shown below; the report records who unblinded and when.")
 
 
 @require_POST
@@ -161,3 +177,22 @@ def preview_item(request, pk, assignment_pk, position):
 @capability_required("coordinate")
 def preview_item_config(request, pk, assignment_pk, position):
     return JsonResponse(item_payload(_preview_item(pk, assignment_pk, position), preview=True))
+
+
+@never_cache
+@capability_required("coordinate")
+def study_plan(request):
+    """The planner panel's JSON: power of the primary analysis by simulation (and, with ``target``, the cases
+    for that power), with fewer simulated studies than ``manage.py plan_study`` so it answers in seconds."""
+    form = PlanForm(request.GET)
+    if not form.is_valid():
+        errors = "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items())
+        return JsonResponse({"error": f"Invalid planning request ({errors})."}, status=400)
+    d = form.cleaned_data
+    want_cases = request.GET.get("solve") == "cases"
+    result = plan_design(preference=d["preference"], readers=d["readers"], cases=None if want_cases else d["cases"],
+                         target=(d["target"] or 0.8) if want_cases else None, reader_sd=d["reader_sd"],
+                         case_sd=d["case_sd"], alpha=d["alpha"], method=d["method"], ties=d["ties"] or "exclude",
+                         tie_rate=d["tie_rate"] or 0.0, n_sim=WEB_SIMS[d["method"]],
+                         search_sims=WEB_SEARCH_SIMS[d["method"]], max_cases=200)
+    return JsonResponse(result)

@@ -52,8 +52,12 @@ ROWS = [
     ("evaluation:study_preview", "get", ("study",), COORD),
     ("evaluation:preview_item", "get", ("study", "assignment", "pos1"), COORD),
     ("evaluation:preview_item_config", "get", ("study", "assignment", "pos1"), COORD),
-    ("evaluation:study_report", "get", ("study",), COORD),
-    ("evaluation:study_report_json", "get", ("study",), {"reader": "deny", "coordinator": "not_found", "admin": "not_found"}),
+    # An open study shows progress only: its report needs an explicit, recorded "unblind now" (409 before).
+    ("evaluation:study_report", "get", ("study",), {"reader": "deny", "coordinator": "conflict", "admin": "conflict"}),
+    ("evaluation:study_report_json", "get", ("study",), {"reader": "deny", "coordinator": "conflict", "admin": "conflict"}),
+    ("evaluation:study_unblind", "post", ("study",), COORD),
+    # The planner's bare request lacks the design, so an allowed user gets a 400 naming the fields.
+    ("evaluation:study_plan", "get", (), {"reader": "deny", "coordinator": "bad_input", "admin": "bad_input"}),
     # The votes CSV unblinds, so an open study answers 409 to coordinators too.
     ("evaluation:study_votes_csv", "get", ("study",), {"reader": "deny", "coordinator": "conflict", "admin": "conflict"}),
 ]

@@ -44,10 +44,16 @@ def test_report_page_headline_charts_and_unblinding_only_when_closed(voted_study
     study, expected = voted_study
     coord = make_user("coordx", "coordinator")
     c = client_for(coord)
+    blinded = c.get(reverse("evaluation:study_report", args=[study.pk]))
+    assert blinded.status_code == 409 and "progress only" in blinded.content.decode()
+    assert c.get(reverse("evaluation:study_report_json", args=[study.pk])).status_code == 409
+    c.post(reverse("evaluation:study_unblind", args=[study.pk]))
     page = c.get(reverse("evaluation:study_report", args=[study.pk]))
     text = page.content.decode()
-    share = 100 * expected["unet-ai"] / 12
-    assert f"Arm unet-ai was preferred in {share:.2f}% of 12 evaluations" in text
+    arm = study.primary_arm.name  # the pre-registered endpoint's arm (the first set, by default)
+    share = 100 * expected[arm] / 12
+    assert f"Arm {arm} was preferred in {share:.2f}% of 12 decisive evaluations" in text
+    assert f"Unblinded while open by {coord.username}" in text
     figures = page.context["figures_json"]
     assert figures["preference"]["data"] and figures["pairs"][0]["heatmap"]["data"][0]["type"] == "heatmap"
     assert "Shown once the study is closed" in text and page.context.get("unblinding") is None
@@ -65,6 +71,7 @@ def test_report_page_headline_charts_and_unblinding_only_when_closed(voted_study
 def test_report_is_cached_until_votes_change(voted_study, client_for, django_assert_max_num_queries):
     study, _ = voted_study
     c = client_for(make_user("coordy", "coordinator"))
+    c.post(reverse("evaluation:study_unblind", args=[study.pk]))
     url = reverse("evaluation:study_report", args=[study.pk])
     c.get(url)
     with django_assert_max_num_queries(12):
@@ -78,7 +85,8 @@ def test_report_is_cached_until_votes_change(voted_study, client_for, django_ass
 
 def test_study_report_command_for_a_study(voted_study, capsys):
     study, expected = voted_study
-    call_command("study_report", str(study.pk), format="json", n_boot=100, no_mixed_model=True)
+    call_command("study_report", str(study.pk), format="json", n_boot=100, no_mixed_model=True,
+                 primary_method="bootstrap")
     assert json.loads(capsys.readouterr().out)["n_votes"] == 12
-    call_command("study_report", study.title, n_boot=0, no_mixed_model=True)
-    assert "Arm unet-ai was preferred" in capsys.readouterr().out
+    call_command("study_report", study.title, n_boot=0)
+    assert f"Arm {study.primary_arm.name} was preferred" in capsys.readouterr().out

@@ -27,7 +27,8 @@ def config_of(response):
 def test_reader_flow_resume_and_end(client_for, reader):
     study = make_study(n_cases=3, readers=[reader], ask_confidence=True)
     c = client_for(reader)
-    assert study.title in c.get(reverse("evaluation:my_studies")).content.decode()
+    page = c.get(reverse("evaluation:my_studies")).content.decode()
+    assert study.reader_title in page and study.title not in page  # readers see the neutral title only
     r = c.get(reverse("evaluation:study_start", args=[study.pk]))
     assert r.url == reverse("evaluation:reader_item", args=[study.pk, 1])
     page = c.get(r.url)
@@ -148,8 +149,15 @@ def test_coordinator_creates_assigns_previews_opens_and_sees_progress(client_for
     post_vote(rc, study, 1, choice="left", time_ms=3000)
     post_vote(rc, study, 2, choice="right", time_ms=1000)
     detail = c.get(study.get_absolute_url()).content.decode()
-    assert "2 / 3" in detail and "2000 ms" in detail  # done/total and median time
+    assert "2 / 3" in detail and "2.0 s" in detail  # done/total and median time, in seconds
     assert sets[0].name in detail and sets[1].name in detail  # arm names: coordinators only
+    # While open the page shows progress only; the answers need an explicit, recorded unblinding.
+    assert 'id="votes-table"' not in detail and 'id="unblind-now"' in detail
+    assert c.post(reverse("evaluation:study_unblind", args=[study.pk])).status_code == 302
+    study.refresh_from_db()
+    assert study.unblinded_by == coordinator and study.unblinded_at is not None
+    detail = c.get(study.get_absolute_url()).content.decode()
+    assert 'id="votes-table"' in detail and f"Unblinded while open by {coordinator.username}" in detail
     c.post(reverse("evaluation:study_status", args=[study.pk]), {"status": "closed"})
     study.refresh_from_db()
     assert study.status == "closed"

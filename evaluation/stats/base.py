@@ -10,6 +10,10 @@ Vote table convention (one row per vote)::
     confidence                                    optional; 1-5
     time_ms                                       optional; time spent on the item, >= 0
     dice_a, dice_b                                optional; each arm's Dice vs the reference label, in [0, 1]
+    grade                                         optional; graded answer -2..2 from arm_a's side (+2 = arm_a
+                                                  much better, 0 = equal); its sign must agree with choice
+    reread                                        optional; true for a planned repeat of an item (sides
+                                                  swapped); every statistic but re-read agreement skips it
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import pandas as pd
 from scipy import stats as sps
 
 REQUIRED_COLUMNS = ("reader", "case", "arm_a", "arm_b", "choice")
-OPTIONAL_COLUMNS = ("left", "confidence", "time_ms", "dice_a", "dice_b")
+OPTIONAL_COLUMNS = ("left", "confidence", "time_ms", "dice_a", "dice_b", "grade", "reread")
 CHOICES = ("a", "b", "tie")
 
 
@@ -143,6 +147,17 @@ def normalise_votes(df: pd.DataFrame) -> pd.DataFrame:
     time_ms = _numeric(df["time_ms"], "time_ms", 0, np.inf) if "time_ms" in df.columns else nan.copy()
     dice_a = _numeric(df["dice_a"], "dice_a", 0, 1) if "dice_a" in df.columns else nan.copy()
     dice_b = _numeric(df["dice_b"], "dice_b", 0, 1) if "dice_b" in df.columns else nan.copy()
+    grade = _numeric(df["grade"], "grade", -2, 2) if "grade" in df.columns else nan.copy()
+    graded = ~np.isnan(grade)
+    if (graded & (grade != np.round(grade))).any():
+        i = int(np.flatnonzero(graded & (grade != np.round(grade)))[0])
+        raise VotesError(f"column 'grade': {grade[i]:g} in row {i} is not a whole number in -2..2")
+    expected = np.where(grade > 0, "a", np.where(grade < 0, "b", "tie"))
+    if (graded & (expected != choice)).any():
+        i = int(np.flatnonzero(graded & (expected != choice))[0])
+        raise VotesError(f"row {i}: grade {grade[i]:+g} disagrees with choice {choice[i]!r} "
+                         "(grade > 0 means a, < 0 means b, 0 means tie)")
+    reread = _flags(df["reread"], "reread") if "reread" in df.columns else np.zeros(len(df), dtype=bool)
 
     # Canonical order: flip rows whose arms are out of order, swapping everything that refers to a side.
     arm_codes, arm_names = pd.factorize(np.concatenate([arm_a, arm_b]), sort=True)
@@ -152,14 +167,17 @@ def normalise_votes(df: pd.DataFrame) -> pd.DataFrame:
     arm_names = np.asarray(arm_names, dtype=object)
     choice, left = _swap_ab(choice, flip), _swap_ab(left, flip)
     dice_a, dice_b = np.where(flip, dice_b, dice_a), np.where(flip, dice_a, dice_b)
+    grade = np.where(flip, -grade, grade)
 
-    keys = pd.DataFrame({"r": pd.factorize(reader)[0], "c": pd.factorize(case)[0], "a": code_a, "b": code_b})
+    keys = pd.DataFrame({"r": pd.factorize(reader)[0], "c": pd.factorize(case)[0], "a": code_a, "b": code_b,
+                         "reread": reread})
     dup = keys.duplicated(keep="first").to_numpy()
     if dup.any():
         i = int(np.flatnonzero(dup)[0])
         raise VotesError(
             f"row {i}: second vote by reader {reader[i]!r} on case {case[i]!r} for arms "
-            f"{arm_names[code_a[i]]!r}/{arm_names[code_b[i]]!r}; each reader votes once per case and pair"
+            f"{arm_names[code_a[i]]!r}/{arm_names[code_b[i]]!r}; each reader votes once per case and pair "
+            "(plus at most one planned re-read)"
         )
     return pd.DataFrame(
         {
@@ -173,8 +191,26 @@ def normalise_votes(df: pd.DataFrame) -> pd.DataFrame:
             "time_ms": time_ms,
             "dice_a": dice_a,
             "dice_b": dice_b,
+            "grade": grade,
+            "reread": reread,
         }
     )
+
+
+def _flags(series: pd.Series, name: str) -> np.ndarray:
+    """Optional true/false column (true, 1, yes / false, 0, no, blank) -> bool array."""
+    text = _clean(series, lower=True)
+    true, false = np.isin(text, ("true", "1", "1.0", "yes")), np.isin(text, ("false", "0", "0.0", "no", ""))
+    bad = ~(true | false)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise VotesError(f"column {name!r}: {series.iloc[i]!r} in row {i} is not true/false")
+    return true
+
+
+def first_reads(votes: pd.DataFrame) -> pd.DataFrame:
+    """The votes that count for every statistic but re-read agreement (planned re-reads dropped)."""
+    return votes[~votes["reread"].to_numpy(dtype=bool)] if "reread" in votes else votes
 
 
 def arm_pairs(votes: pd.DataFrame) -> list[tuple[str, str]]:

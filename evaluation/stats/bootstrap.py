@@ -19,6 +19,9 @@ from evaluation.stats.base import Interval, to_jsonable
 
 # Below this many readers the reader half of the bootstrap sees very few distinct resamples.
 FEW_READERS = 5
+# Below this many decisive votes a resampling interval is mostly a handful of repeated values (with 2 votes
+# that went one way it is the point 0-0): no interval is reported, the result says "too few votes".
+MIN_BOOT_VOTES = 10
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +58,11 @@ class BootstrapResult:
 
     ``resampled`` names the factors drawn with replacement: ``("reader", "case")`` for the two-way bootstrap,
     one factor when only that one recurs, ``()`` (votes resampled) when neither does.
+
+    ``p_value`` tests a share of 50% with the same replicates as the interval: twice the smaller share of
+    replicates on either side of 0.5 (capped at 1), so the level-``L`` interval excludes 50% exactly when
+    ``p_value < 1 - L`` (up to replicates that land on 0.5). None with fewer than ``MIN_BOOT_VOTES`` decisive
+    votes, when no interval is given either.
     """
 
     arm_a: str
@@ -69,6 +77,7 @@ class BootstrapResult:
     n_cases: int
     resampled: tuple[str, ...] = ()
     note: str | None = None
+    p_value: float | None = None
 
     def to_dict(self) -> dict:
         return to_jsonable(self)
@@ -142,6 +151,12 @@ def cluster_bootstrap(
             resampled=(),
             note="no decisive votes (ties only); nothing to resample",
         )
+    if len(d) < MIN_BOOT_VOTES:
+        return BootstrapResult(
+            arm_a=arm_a, arm_b=arm_b, share_a=float((d["choice"].to_numpy() == "a").mean()), interval=None,
+            se=None, n_boot=n_boot, n_valid=0, seed=seed, n_readers=n_r, n_cases=n_c, resampled=(),
+            note=f"too few votes ({len(d)} decisive, fewer than {MIN_BOOT_VOTES}) for a bootstrap interval",
+        )
     cl = clustering(votes)
     resampled = choices[resample] or tuple(
         f for f, on in (("reader", cl.reader_recurs), ("case", cl.case_recurs)) if on
@@ -170,6 +185,8 @@ def cluster_bootstrap(
     shares = num[ok] / den[ok]
     alpha = 1 - level
     lo, hi = np.quantile(shares, [alpha / 2, 1 - alpha / 2]) if shares.size else (np.nan, np.nan)
+    p_value = min(1.0, 2 * min(float((shares <= 0.5).mean()), float((shares >= 0.5).mean()))) if shares.size \
+        else None
     notes = []
     if (~ok).any():
         notes.append(f"{int((~ok).sum())} of {n_boot} replicates drew no decisive vote and were dropped")
@@ -196,65 +213,5 @@ def cluster_bootstrap(
         n_cases=len(cases),
         resampled=resampled,
         note="; ".join(notes) or None,
+        p_value=p_value,
     )
-
-
-@dataclasses.dataclass(frozen=True)
-class HeadlineInterval:
-    """The interval quoted in the headline, which method it is, and a sentence saying why."""
-
-    method: str | None
-    interval: Interval | None
-    reason: str
-
-    def to_dict(self) -> dict:
-        return to_jsonable(self)
-
-
-def choose_headline_interval(
-    wilson: Interval, share_a: float | None, cl: Clustering, boot: BootstrapResult | None
-) -> HeadlineInterval:
-    """Pick the headline interval for one pair.
-
-    The two-way cluster bootstrap is preferred whenever readers or cases recur: it targets the same quantity
-    as the reported share, assumes no model, and accounts for both sources of correlation (in simulations with
-    6-15 readers x 30-40 cases and reader/case effects it covered the true share 97.5% of the time where
-    Wilson covered 66-75%). The mixed model is a sensitivity analysis, not the headline: it estimates a
-    different quantity (a typical reader's probability, further from 50% than the share) and rests on the
-    logistic-normal model and a variational fit. Wilson is quoted when
-    votes are independent (no recurring reader or case), when the bootstrap was not run, or when all votes
-    went one way (every resample then gives the same share, so the bootstrap interval is a point).
-    """
-    if share_a is None:
-        return HeadlineInterval(None, None, "no headline CI: there are no decisive votes")
-    if not (cl.reader_recurs or cl.case_recurs):
-        return HeadlineInterval(
-            "wilson",
-            wilson,
-            "headline CI: Wilson score interval, because no reader or case "
-            "contributes more than one decisive vote, so the votes are independent",
-        )
-    what = " and ".join(f for f, on in (("readers", cl.reader_recurs), ("cases", cl.case_recurs)) if on)
-    if boot is None or boot.interval is None:
-        return HeadlineInterval(
-            "wilson",
-            wilson,
-            f"headline CI: Wilson score interval, because the cluster "
-            f"bootstrap was not run; it treats votes as independent although the same {what} "
-            "recur, so it is likely too narrow",
-        )
-    if share_a in (0.0, 1.0):
-        return HeadlineInterval(
-            "wilson",
-            wilson,
-            "headline CI: Wilson score interval, because all decisive votes "
-            "went one way and a resampling interval collapses to a single point",
-        )
-    method = boot.interval.method
-    reason = (
-        f"headline CI: {method}, because the same {what} recur ({cl.n_readers} readers, "
-        f"{cl.n_cases} cases), so votes are not independent and the Wilson interval would be too narrow"
-    )
-    if cl.reader_recurs and cl.n_readers < FEW_READERS:
-        reason += f"; with only {cl.n_readers} readers read it as approximate"
-    return HeadlineInterval(method, boot.interval, reason)

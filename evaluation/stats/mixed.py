@@ -1,8 +1,8 @@
 """Logistic mixed model for one arm pair: random intercepts for reader and case (statsmodels
 ``BinomialBayesMixedGLM`` fitted by variational Bayes), with a Laplace-corrected interval for the intercept.
 
-A sensitivity analysis next to the cluster bootstrap (:mod:`evaluation.stats.bootstrap`): it models the
-correlation explicitly instead of resampling it. Takes a normalised vote table restricted to one pair.
+The default primary analysis of a study (:mod:`evaluation.stats.primary`): it models the correlation of votes
+by the same reader and on the same case explicitly; the cluster bootstrap resamples it instead. Takes a normalised vote table restricted to one pair.
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ class MixedModelResult:
     the Hessian of the log posterior in (b0, u, v) at the VB means with the variance components fixed at their
     posterior means, and reads Var(b0) off its inverse via a Schur complement (as a GLMM Wald interval would).
     ``reader_sd`` / ``case_sd`` are random-effect standard deviations (exp of the posterior mean log-SD).
+    ``p_value`` is the Wald test of ``b0 = 0`` (a 50% preference) with the same SD, so it agrees with the
+    interval: the level-``L`` interval excludes 50% exactly when ``p_value < 1 - L``.
     ``fitted`` is False (with ``note``) when the model could not or should not be fitted.
     """
 
@@ -52,6 +54,7 @@ class MixedModelResult:
     reader_sd: float | None = None
     case_sd: float | None = None
     note: str | None = None
+    p_value: float | None = None
 
     def to_dict(self) -> dict:
         return to_jsonable(self)
@@ -140,6 +143,7 @@ def mixed_model(
         reader_sd=sds.get("reader"),
         case_sd=sds.get("case"),
         note=None if converged else "optimiser reported no convergence; treat the estimate with caution",
+        p_value=float(2 * sps.norm.sf(abs(b0) / sd0)),
     )
 
 

@@ -4,7 +4,7 @@ Public entry point. Typical use::
 
     from evaluation.stats import study_report
     report = study_report(votes_df, n_boot=2000, seed=0)
-    print(report.headline())        # one sentence per arm pair
+    print(report.headline())        # the pre-registered primary analysis (one sentence per pair without a plan)
     json.dumps(report.to_dict())    # JSON-ready, NaN -> None
     print(report.to_text())         # terminal report
 
@@ -16,7 +16,6 @@ can be skipped in :func:`study_report` (``n_boot=0``, ``fit_mixed_model=False``)
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable
 
 import numpy as np
@@ -25,6 +24,7 @@ import pandas as pd
 from evaluation.stats.agreement import AgreementResult, ReaderPairAgreement, agreement, pairwise_cohen_kappa
 from evaluation.stats.base import (
     CHOICES,
+    first_reads,
     OPTIONAL_COLUMNS,
     REQUIRED_COLUMNS,
     Interval,
@@ -38,14 +38,7 @@ from evaluation.stats.base import (
     to_jsonable,
     wilson_interval,
 )
-from evaluation.stats.bootstrap import (
-    BootstrapResult,
-    Clustering,
-    HeadlineInterval,
-    choose_headline_interval,
-    cluster_bootstrap,
-    clustering,
-)
+from evaluation.stats.bootstrap import BootstrapResult, Clustering, cluster_bootstrap, clustering
 from evaluation.stats.bradley_terry import (
     ArmStrength,
     BradleyTerryResult,
@@ -54,6 +47,25 @@ from evaluation.stats.bradley_terry import (
     win_matrix,
 )
 from evaluation.stats.mixed import MixedModelResult, mixed_model
+from evaluation.stats.mrmc import MRMCResult, mrmc, mrmc_variance
+from evaluation.stats.power import (
+    PowerResult,
+    SampleSizeResult,
+    binomial_power,
+    cases_for_power,
+    power,
+    simulate_votes,
+)
+from evaluation.stats.primary import (
+    METHODS,
+    STUDY_METHODS,
+    TIES,
+    AnalysisPlan,
+    PrimaryResult,
+    oriented_votes,
+    primary_analysis,
+)
+from evaluation.stats.rereads import OrdinalResult, RereadResult, ordinal_analysis, reread_agreement
 from evaluation.stats.preference import (
     Breakdown,
     ConfidenceResult,
@@ -65,6 +77,7 @@ from evaluation.stats.preference import (
     preference,
     preference_breakdown,
 )
+from evaluation.stats.results import PairReport, Secondary, StudyReport
 from evaluation.stats.quality import (
     SideBiasResult,
     SideShare,
@@ -73,7 +86,6 @@ from evaluation.stats.quality import (
     side_bias,
     time_summary,
 )
-from evaluation.stats.text import report_text
 
 __all__ = [
     "CHOICES",
@@ -81,14 +93,24 @@ __all__ = [
     "REQUIRED_COLUMNS",
     "AgreementResult",
     "ArmStrength",
+    "METHODS",
+    "STUDY_METHODS",
+    "TIES",
+    "AnalysisPlan",
     "BootstrapResult",
+    "MRMCResult",
+    "OrdinalResult",
+    "PowerResult",
+    "PrimaryResult",
+    "RereadResult",
+    "SampleSizeResult",
+    "Secondary",
     "BradleyTerryResult",
     "Breakdown",
     "Clustering",
     "ConfidenceResult",
     "DiceBin",
     "DiceLinkResult",
-    "HeadlineInterval",
     "Interval",
     "MixedModelResult",
     "PairReport",
@@ -103,7 +125,9 @@ __all__ = [
     "agreement",
     "arm_pairs",
     "bradley_terry",
-    "choose_headline_interval",
+    "binomial_power",
+    "cases_for_power",
+    "first_reads",
     "clopper_pearson_interval",
     "cluster_bootstrap",
     "clustering",
@@ -112,6 +136,14 @@ __all__ = [
     "fit_bradley_terry",
     "fmt_p",
     "mixed_model",
+    "mrmc",
+    "mrmc_variance",
+    "ordinal_analysis",
+    "oriented_votes",
+    "power",
+    "primary_analysis",
+    "reread_agreement",
+    "simulate_votes",
     "normalise_votes",
     "pair_votes",
     "pairwise_cohen_kappa",
@@ -127,126 +159,21 @@ __all__ = [
 ]
 
 
-@dataclasses.dataclass(frozen=True)
-class PairReport:
-    """Everything computed for one arm pair (``arm_a < arm_b``; shares are arm_a's)."""
-
-    arm_a: str
-    arm_b: str
-    preference: PreferenceResult
-    per_reader: Breakdown
-    per_case: Breakdown
-    clustering: Clustering
-    bootstrap: BootstrapResult | None
-    mixed_model: MixedModelResult | None
-    headline_interval: HeadlineInterval
-    agreement: AgreementResult
-    confidence: ConfidenceResult
-    dice: DiceLinkResult | None
-
-    def headline(self) -> str:
-        """One sentence with the headline interval (see ``headline_interval.reason`` for the choice)."""
-        return self.preference.headline(self.headline_interval.interval)
-
-    def to_dict(self) -> dict:
-        d = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            # PreferenceResult/Breakdown add derived fields (n_decisive, tie_rate, preferred) in to_dict.
-            d[f.name] = (
-                value.to_dict() if isinstance(value, PreferenceResult | Breakdown) else to_jsonable(value)
-            )
-        d["headline"] = self.headline()
-        return d
-
-    def summary_row(self) -> dict:
-        """Flat one-row summary (for CSV export / a results table); bounds are arm_a's share."""
-        pr, b, m, ag = self.preference, self.bootstrap, self.mixed_model, self.agreement
-        iv = self.headline_interval.interval
-        return {
-            "arm_a": self.arm_a,
-            "arm_b": self.arm_b,
-            "n_votes": pr.n_votes,
-            "wins_a": pr.wins_a,
-            "wins_b": pr.wins_b,
-            "ties": pr.ties,
-            "share_a": pr.share_a,
-            "wilson_low": pr.wilson.low,
-            "wilson_high": pr.wilson.high,
-            "cp_low": pr.clopper_pearson.low,
-            "cp_high": pr.clopper_pearson.high,
-            "p_value": pr.p_value,
-            "headline_method": self.headline_interval.method,
-            "headline_low": iv.low if iv else None,
-            "headline_high": iv.high if iv else None,
-            "bootstrap_low": b.interval.low if b and b.interval else None,
-            "bootstrap_high": b.interval.high if b and b.interval else None,
-            "mixed_probability_a": m.probability_a if m else None,
-            "mixed_low": m.interval.low if m and m.interval else None,
-            "mixed_high": m.interval.high if m and m.interval else None,
-            "fleiss_kappa": ag.fleiss_kappa,
-            "mean_cohen_kappa": ag.mean_cohen_kappa,
-            "percent_agreement": ag.percent_agreement,
-            "headline": self.headline(),
-        }
 
 
-@dataclasses.dataclass(frozen=True)
-class StudyReport:
-    """All statistics of a study.
-
-    ``pairs`` is sorted by (arm_a, arm_b); ``bradley_terry`` is set only for studies with 3+ arms.
-    """
-
-    n_votes: int
-    readers: tuple[str, ...]
-    n_cases: int
-    arms: tuple[str, ...]
-    pairs: tuple[PairReport, ...]
-    side_bias: SideBiasResult
-    time: TimeSummary
-    bradley_terry: BradleyTerryResult | None
-    n_boot: int
-    seed: int
-    level: float
-    notes: tuple[str, ...] = ()
-
-    def pair(self, arm_1: str, arm_2: str) -> PairReport:
-        """The report for a pair, in either order."""
-        a, b = sorted((arm_1, arm_2))
-        for p in self.pairs:
-            if (p.arm_a, p.arm_b) == (a, b):
-                return p
-        raise KeyError(
-            f"no votes compare arms {arm_1!r} and {arm_2!r}; pairs: "
-            f"{[(p.arm_a, p.arm_b) for p in self.pairs]}"
-        )
-
-    def summary_frame(self) -> pd.DataFrame:
-        """One row per pair (see :meth:`PairReport.summary_row`), e.g. for ``--format csv``."""
-        return pd.DataFrame([p.summary_row() for p in self.pairs])
-
-    def headline(self) -> str:
-        """One sentence per arm pair, newline-separated."""
-        return "\n".join(p.headline() for p in self.pairs)
-
-    def to_dict(self) -> dict:
-        """JSON-ready dict (builtins only; NaN -> None)."""
-        d = {f.name: to_jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)
-             if f.name not in ("pairs", "bradley_terry")}  # converted by their own to_dict below
-        d["pairs"] = [p.to_dict() for p in self.pairs]
-        d["bradley_terry"] = self.bradley_terry.to_dict() if self.bradley_terry else None
-        d["headline"] = self.headline()
-        return d
-
-    def to_text(self) -> str:
-        """Plain-text report for the terminal."""
-        return report_text(self)
+def _orient(plan: AnalysisPlan, a: str, b: str, pref: PreferenceResult) -> tuple[str, str, bool]:
+    """``(arm, comparator, is_primary)`` of a pair: the plan's arm when this is its pair; otherwise the arm
+    that comes out ahead (arm_a on a 50/50 split)."""
+    if plan.arm is not None and {plan.arm, plan.comparator} == {a, b}:
+        return plan.arm, plan.comparator, True
+    ahead_b = pref.share_a is not None and pref.share_a < 0.5
+    return (b, a, plan.arm is None) if ahead_b else (a, b, plan.arm is None)
 
 
 def study_report(
     df: pd.DataFrame,
     *,
+    plan: AnalysisPlan | None = None,
     n_boot: int = 2000,
     seed: int = 0,
     level: float = 0.95,
@@ -258,21 +185,31 @@ def study_report(
 
     Args:
         df: raw vote table (validated and canonicalised with :func:`normalise_votes`).
-        n_boot: cluster-bootstrap replicates per pair; 0 skips the bootstrap (headline falls back to Wilson).
+        plan: the pre-registered primary analysis (default: ``AnalysisPlan()``, the mixed model on every
+            pair, ties excluded, alpha 0.05). Its endpoint and alpha give the headline; ``level`` is that of
+            the secondary intervals.
+        n_boot: cluster-bootstrap replicates per pair; 0 skips the secondary bootstrap (a bootstrap primary
+            analysis then uses 2000).
         seed: seeds the bootstrap (pair k uses ``numpy.random.SeedSequence(seed).spawn`` child k) and the
             mixed-model optimiser start.
-        level: confidence level of every interval.
-        fit_mixed_model: False skips the (slowest) mixed model.
+        fit_mixed_model: False skips the (slowest) mixed model: a mixed-model primary analysis is then None
+            (a caller computes it in the background).
         bt_ties: ``"exclude"`` or ``"half"``: tie handling in Bradley-Terry (fitted when there are 3+ arms).
-        expected_readers: optional list of assigned readers; those without votes are named in ``notes``
-            (they are absent from every statistic, never counted as raters with missing data).
+        expected_readers: optional list of assigned readers; those without votes are named in ``notes``.
 
     Raises:
         VotesError: empty or invalid vote table (see :func:`normalise_votes`).
+        ValueError: a plan naming an arm the votes do not have.
     """
     if n_boot < 0:
         raise ValueError(f"n_boot must be >= 0, got {n_boot}")
-    votes = normalise_votes(df)
+    plan = plan or AnalysisPlan()
+    every = normalise_votes(df)
+    votes = first_reads(every)
+    arms = tuple(sorted(set(votes["arm_a"]) | set(votes["arm_b"])))
+    if plan.arm is not None and not {plan.arm, plan.comparator} <= set(arms):
+        raise ValueError(f"the plan compares {plan.arm!r} with {plan.comparator!r}, but the votes' arms are "
+                         f"{', '.join(arms)}")
     prefs = preference(votes, level=level)
     by_reader = preference_breakdown(votes, "reader", level=level)
     by_case = preference_breakdown(votes, "case", level=level)
@@ -281,28 +218,21 @@ def study_report(
     for k, pref in enumerate(prefs):
         a, b = pref.arm_a, pref.arm_b
         pv = pair_votes(votes, a, b)
-        cl = clustering(pv)
         pair_seed = int(seeds[k].generate_state(1)[0])
+        x, y, is_primary = _orient(plan, a, b, pref)
         boot = cluster_bootstrap(pv, a, b, n_boot=n_boot, seed=pair_seed, level=level) if n_boot else None
-        mm = mixed_model(pv, a, b, level=level, seed=seed) if fit_mixed_model else None
-        pairs.append(
-            PairReport(
-                arm_a=a,
-                arm_b=b,
-                preference=pref,
-                per_reader=by_reader[k],
-                per_case=by_case[k],
-                clustering=cl,
-                bootstrap=boot,
-                mixed_model=mm,
-                headline_interval=choose_headline_interval(pref.wilson, pref.share_a, cl, boot),
-                agreement=agreement(pv, a, b),
-                confidence=confidence_weighted(pv, a, b),
-                dice=dice_link(pv, a, b, level=level),
-            )
-        )
+        mm = (mixed_model(oriented_votes(pv, x, y, plan.ties), x, y, level=plan.level, seed=seed)
+              if fit_mixed_model else None)
+        primary = None
+        if plan.method != "mixed" or mm is not None:
+            primary = primary_analysis(pv, x, y, plan, n_boot=n_boot or 2000, seed=pair_seed, mixed=mm)
+        pairs.append(PairReport(
+            arm_a=a, arm_b=b, preference=pref, per_reader=by_reader[k], per_case=by_case[k],
+            clustering=clustering(pv), bootstrap=boot, mixed_model=mm, mrmc=mrmc(pv, a, b, level=level),
+            primary=primary, is_primary=is_primary, agreement=agreement(pv, a, b),
+            confidence=confidence_weighted(pv, a, b), dice=dice_link(pv, a, b, level=level),
+            ordinal=ordinal_analysis(pv, a, b)))
     readers = tuple(sorted(votes["reader"].unique()))
-    arms = tuple(sorted(set(votes["arm_a"]) | set(votes["arm_b"])))
     notes = []
     if expected_readers is not None:
         silent = sorted(set(map(str, expected_readers)) - set(readers))
@@ -310,18 +240,12 @@ def study_report(
             notes.append(f"readers with no votes (absent from every statistic): {', '.join(silent)}")
     if len(readers) == 1:
         notes.append("single reader: results describe this reader; inter-reader agreement is not defined")
-    bt = bradley_terry(votes, ties=bt_ties, level=level) if len(arms) >= 3 else None
+    n_rereads = len(every) - len(votes)
+    if n_rereads:
+        notes.append(f"{n_rereads} planned re-read(s) are used for re-read agreement only")
     return StudyReport(
-        n_votes=len(votes),
-        readers=readers,
-        n_cases=int(votes["case"].nunique()),
-        arms=arms,
-        pairs=tuple(pairs),
-        side_bias=side_bias(votes, level=level),
-        time=time_summary(votes),
-        bradley_terry=bt,
-        n_boot=n_boot,
-        seed=seed,
-        level=level,
-        notes=tuple(notes),
-    )
+        n_votes=len(votes), readers=readers, n_cases=int(votes["case"].nunique()), arms=arms,
+        pairs=tuple(pairs), side_bias=side_bias(votes, level=level), time=time_summary(votes),
+        bradley_terry=bradley_terry(votes, ties=bt_ties, level=level) if len(arms) >= 3 else None,
+        n_boot=n_boot, seed=seed, level=level, plan=plan, rereads=reread_agreement(every, level=level),
+        n_rereads=n_rereads, notes=tuple(notes))

@@ -44,27 +44,26 @@ def _pair_lines(p: PairReport) -> list[str]:
     lines = [
         f"== {p.arm_a} (a) vs {p.arm_b} (b) ==",
         f"  {pr.n_votes} votes: {p.arm_a} {pr.wins_a}, {p.arm_b} {pr.wins_b}, ties {pr.ties}",
-        f"  share of {p.arm_a} (ties excluded): {_pct(pr.share_a, 2)}; Wilson {_iv(pr.wilson)}; "
-        f"Clopper-Pearson {_iv(pr.clopper_pearson)}; exact binomial {fmt_p(pr.p_value)}",
+        f"  share of {p.arm_a} (ties excluded): {_pct(pr.share_a, 2)}",
     ]
-    if p.bootstrap is not None:
-        b = p.bootstrap
-        method = b.interval.method if b.interval else "bootstrap"
-        lines.append(
-            f"  {method} ({b.n_valid}/{b.n_boot} replicates, {b.n_readers} readers x "
-            f"{b.n_cases} cases): {_iv(b.interval)}, SE {_pct(b.se)}" + (f" [{b.note}]" if b.note else "")
-        )
-    if p.mixed_model is not None:
-        m = p.mixed_model
-        if m.fitted:
-            sds = ", ".join(f"{f} SD {_num(getattr(m, f + '_sd'), '.2f')}" for f in m.random_effects)
-            lines.append(
-                f"  mixed model (typical reader/case): P({p.arm_a}) {_pct(m.probability_a)} "
-                f"{_iv(m.interval)}; {sds} (logit)" + (f" [{m.note}]" if m.note else "")
-            )
-        else:
-            lines.append(f"  mixed model: not fitted ({m.note})")
-    lines.append(f"  {p.headline_interval.reason}")
+    if p.primary is not None:
+        lines.append(f"  {'PRIMARY' if p.is_primary else 'planned method (secondary for this pair)'}: "
+                     f"{p.primary.headline()}")
+    m = p.mixed_model
+    if m is not None and m.fitted:
+        sds = ", ".join(f"{f} SD {_num(getattr(m, f + '_sd'), '.2f')}" for f in m.random_effects)
+        lines.append(f"  mixed model random effects: {sds} (logit scale)")
+    lines.append("  secondary analyses (each states what it assumes; none is the headline):")
+    for sec in p.secondary():
+        est = "" if sec.estimate is None else f"{_pct(sec.estimate)} "
+        pv = "" if sec.p_value is None else f"; {fmt_p(sec.p_value)}"
+        lines.append(f"    - {sec.name}: {est}{_iv(sec.interval)}{pv} [assumes {sec.assumes}]"
+                     + (f" ({sec.note})" if sec.note else ""))
+    if p.ordinal is not None:
+        o = p.ordinal
+        lines.append(f"  graded answers ({o.n}, from {p.arm_a}'s side, -2..+2): "
+                     + ", ".join(f"{g:+d}: {n}" for g, n in zip(range(-2, 3), o.counts, strict=True))
+                     + f"; mean {_num(o.mean_grade, '+.2f')}")
     ag = p.agreement
     lines.append(
         f"  agreement: Fleiss kappa {_num(ag.fleiss_kappa)} ({ag.n_items_complete} cases rated by all "
@@ -93,11 +92,22 @@ def report_text(report: StudyReport) -> str:
         f"Reader study: {r.n_votes} votes, {len(r.readers)} readers, {r.n_cases} cases, "
         f"arms: {', '.join(r.arms)}",
         "",
+        f"Primary analysis (pre-registered): {r.plan.describe()}",
+        "",
         "Headline:",
     ]
-    out += [f"  {p.headline()}" for p in r.pairs] + [""]
+    out += [f"  {p.headline()}" for p in r.pairs if p.is_primary] + [""]
     for p in r.pairs:
         out += _pair_lines(p) + [""]
+    if r.rereads is not None:
+        rr = r.rereads
+        out.append("== Re-reads (sides swapped; not in the primary analysis) ==")
+        out.append(
+            f"  {rr.n} re-read items: same answer {_pct(rr.agreement)}, Cohen kappa {_num(rr.kappa)}; same arm "
+            f"chosen again in {_pct(rr.swap_consistent)} of {rr.n_decisive} decisive pairs "
+            f"(Wilson {_iv(rr.swap_interval)}), same side in {_pct(rr.same_side)}"
+            + (f" [{rr.note}]" if rr.note else ""))
+        out.append("")
     bt = r.bradley_terry
     if bt is not None:
         out.append(f"== Bradley-Terry (reference {bt.reference}, ties {bt.ties}) ==")

@@ -13,7 +13,9 @@ WINDOW_PRESETS = [
     {"key": "narrow", "label": "Narrow", "lo": 0.2, "hi": 0.8},
     {"key": "bright", "label": "Bright lesion", "lo": 0.4, "hi": 1.25},
 ]
-SLICE_TYPES = ("multiplanar", "axial", "coronal", "sagittal")
+#: "hero": multiplanar with a large axial view filling the space the 2x2 grid leaves empty; "render":
+#: multiplanar with NiiVue's 3D render in the fourth quadrant.
+SLICE_TYPES = ("hero", "multiplanar", "render", "axial", "coronal", "sagittal")
 
 
 def volume_spec(url, *, colormap="gray", opacity=1.0, cal_min=None, cal_max=None, name="volume.nii.gz"):
@@ -32,13 +34,14 @@ def overlay_spec(url, *, colormap="red", opacity=0.5):
 
 
 def viewer_config(*, base_urls, modality=None, overlays=(), focus_mm=None, slice_type="multiplanar",
-                  sync=PAIR_SYNC, overlay_opacity=0.5, show_render=False):
+                  sync=PAIR_SYNC, overlay_opacity=0.5, show_render=False, radiological=False):
     """Configuration for ``mountViewer`` (one overlay or none) or ``mountSyncedPair`` (two overlays).
 
     ``base_urls``: ``{modality: url}`` of the base images (first = shown first unless ``modality``);
     ``overlays``: overlay URLs, one per canvas (a single viewer shows them all); ``focus_mm``: world point
     (x, y, z) the crosshair starts at; ``show_render``: add NiiVue's 3D render tile to the multiplanar
-    layout (off by default: of little use for judging contours, and seconds per redraw without a GPU).
+    layout (off by default: of little use for judging contours, and seconds per redraw without a GPU);
+    ``radiological``: patient left on screen right (the radiologists' convention) instead of NiiVue's default.
     """
     if not base_urls:
         raise ValueError("viewer_config needs at least one base image")
@@ -54,6 +57,7 @@ def viewer_config(*, base_urls, modality=None, overlays=(), focus_mm=None, slice
         "overlayOpacity": overlay_opacity,
         "focusMm": list(focus_mm) if focus_mm is not None else None,
         "sliceType": slice_type,
+        "radiological": bool(radiological),
         "sliceTypes": list(SLICE_TYPES),
         "windowPresets": WINDOW_PRESETS,
         "sync": dict(sync),

@@ -1,5 +1,9 @@
 // The reader page: two synced viewers, answers by buttons or keys, a persistent outbox of votes that is
 // retried until the server has them, visible-tab timing, and in-place moves to the (prefetched) next item.
+//
+// Keys never mean two things in a row: sides are letters (A, B, N for no preference) and digits are the
+// confidence, read only once a side is chosen; in graded studies digits 1-5 are the five answers (left to
+// right, as on screen) and no confidence is asked. Single-key shortcuts can be switched off (kept per browser).
 import { mountSyncedPair, volumeCache } from "./viewer.js";
 import { Outbox } from "./reader_outbox.js";
 
@@ -9,6 +13,7 @@ const els = {
   progress: $("#reader-progress"), position: $("#reader-position"), status: $("#reader-status"),
   followup: $("#followup"), comment: $("#comment"), modality: $("#modality"), layout: $("#layout"),
   preset: $("#window-preset"), opacity: $("#opacity"), outline: $("#outline"), hide: $("#hide-overlays"),
+  radiological: $("#radiological"), shortcuts: $("#shortcuts"), sliceInfo: $("#slice-info"),
   submit: $("#submit-answer"), answerButtons: Array.from(document.querySelectorAll("[data-choice]")),
   confidence: Array.from(document.querySelectorAll("input[name=confidence]")), root: $("#reader"),
 };
@@ -16,6 +21,10 @@ const els = {
 let item = cfg.item;
 let pair = null;
 let choice = null;
+let grade = null; // graded studies: -2..2, positive = A (left) better
+const graded = Boolean(cfg.study && cfg.study.graded);
+const SHORTCUTS_KEY = "labelgen-reader-shortcuts";
+let shortcutsOn = localStorage.getItem(SHORTCUTS_KEY) !== "off";
 let busy = true; // true while an item loads: answers are ignored until both viewers have drawn
 let modality = item.viewer.modality;
 let done = cfg.progress.done;
@@ -56,6 +65,26 @@ function showOutboxState(state) {
 
 function lockAnswers() { busy = true; els.answerButtons.forEach((b) => { b.disabled = true; }); }
 
+function setPressed(button, on) { button.setAttribute("aria-pressed", on ? "true" : "false"); }
+
+function markChosen(pick) {
+  els.answerButtons.forEach((b) => {
+    const on = pick(b);
+    b.classList.toggle("chosen", on);
+    setPressed(b, on);
+  });
+}
+
+// Slice numbers (1-based, of the base image) and the crosshair's position in mm, under the toolbar.
+function showLocation() {
+  const loc = pair && pair.location();
+  if (!loc) return;
+  const [i, j, k] = loc.vox, [nx, ny, nz] = loc.dims;
+  const mm = loc.mm.map((x) => x.toFixed(1)).join(", ");
+  els.sliceInfo.textContent = `Axial ${k + 1}/${nz} · Coronal ${j + 1}/${ny} · Sagittal ${i + 1}/${nx} · ${mm} mm · ` +
+    (pair.radiological ? "radiological (patient left on screen right)" : "neurological (patient left on screen left)");
+}
+
 // --- item display -----------------------------------------------------------------------------------------
 function renderProgress() {
   els.position.textContent = `${item.position} / ${item.total}`;
@@ -65,8 +94,10 @@ function renderProgress() {
 
 function resetAnswer() {
   choice = null;
+  grade = null;
   els.followup.hidden = true;
-  els.answerButtons.forEach((b) => b.classList.toggle("chosen", Boolean(item.answer && item.answer.choice === b.dataset.choice)));
+  const a = item.answer;
+  markChosen((b) => Boolean(a && (graded ? a.grade !== null && Number(b.dataset.grade) === a.grade : a.choice === b.dataset.choice)));
   els.confidence.forEach((r) => { r.checked = Boolean(item.answer && item.answer.confidence === Number(r.value)); });
   if (els.comment) els.comment.value = item.answer ? item.answer.comment : "";
 }
@@ -84,12 +115,16 @@ async function show(payload, { first = false, prepared = null } = {}) {
   resetAnswer();
   if (first) {
     pair = await mountSyncedPair($("#canvas-left"), $("#canvas-right"), { ...item.viewer, base: { ...item.viewer.base, url: baseUrlFor(item.viewer) } });
+    setPressed(els.radiological, pair.radiological);
+    els.layout.value = pair.sliceType;
+    pair.each((nv) => { nv.onLocationChange = () => showLocation(); });
     // for tests and the browser console; nextReady() settles once the next item is fetched and decoded
     window.labelgenReader = { pair, outbox, nextReady: () => (nextPrepared || Promise.resolve(null)).then((t) => t && t.images).then(() => true) };
   } else {
     await pair.load(item.viewer, baseUrlFor(item.viewer), prepared);
   }
   els.modality.value = modality;
+  showLocation();
   if (!first) history.replaceState(null, "", item.urls.page);
   timer.start();
   busy = false;
@@ -121,10 +156,11 @@ function prepareNext() {
 }
 
 // --- answering ----------------------------------------------------------------------------------------------
-function choose(c) {
-  if (busy || !cfg.study || (c === "none" && !cfg.study.allowTie)) return;
+function choose(c, g = null) {
+  if (busy || !cfg.study || (c === "none" && !cfg.study.allowTie && !graded)) return;
   choice = c;
-  els.answerButtons.forEach((b) => b.classList.toggle("chosen", b.dataset.choice === c));
+  grade = g;
+  markChosen((b) => (graded ? Number(b.dataset.grade) === g : b.dataset.choice === c));
   if (cfg.study.askConfidence || cfg.study.askComment) {
     els.followup.hidden = false;
     (els.confidence.find((r) => r.checked) || els.confidence[0] || els.submit).focus();
@@ -147,6 +183,7 @@ async function submit() {
   }
   busy = true;
   const vote = { choice, confidence: confidenceValue(), comment: els.comment ? els.comment.value : "", time_ms: timer.ms() };
+  if (graded) vote.grade = grade;
   if (!cfg.preview) {
     if (!item.answer && !answeredHere.has(item.position)) done += 1;
     answeredHere.add(item.position);
@@ -173,7 +210,7 @@ async function goNext() {
 }
 
 // --- controls -----------------------------------------------------------------------------------------------
-els.answerButtons.forEach((b) => b.addEventListener("click", () => choose(b.dataset.choice)));
+els.answerButtons.forEach((b) => b.addEventListener("click", () => choose(b.dataset.choice, graded ? Number(b.dataset.grade) : null)));
 els.submit?.addEventListener("click", () => submit());
 els.modality.addEventListener("change", async () => {
   const previous = modality;
@@ -196,14 +233,33 @@ els.modality.addEventListener("change", async () => {
     els.root.dataset.ready = "1";
   }
 });
-els.layout.addEventListener("change", () => pair.setSliceType(els.layout.value));
+els.layout.addEventListener("change", () => { pair.setSliceType(els.layout.value); showLocation(); });
 els.preset.addEventListener("change", () => {
   const p = item.viewer.windowPresets.find((x) => x.key === els.preset.value);
   pair.setWindowPreset(p && p.key !== "auto" ? p : null);
 });
 els.opacity.addEventListener("input", () => pair.setOverlayOpacity(Number(els.opacity.value) / 100));
-els.outline.addEventListener("change", () => pair.setOutline(els.outline.checked));
-els.hide.addEventListener("click", () => { els.hide.classList.toggle("active", pair.toggleOverlays()); });
+els.outline.addEventListener("click", () => {
+  const on = els.outline.getAttribute("aria-pressed") !== "true";
+  pair.setOutline(on);
+  setPressed(els.outline, on);
+});
+els.hide.addEventListener("click", () => setPressed(els.hide, pair.toggleOverlays()));
+els.radiological.addEventListener("click", () => {
+  pair.setRadiological(!pair.radiological);
+  setPressed(els.radiological, pair.radiological);
+  showLocation();
+});
+function showShortcuts() {
+  setPressed(els.shortcuts, shortcutsOn);
+  els.shortcuts.textContent = shortcutsOn ? "Key shortcuts on" : "Key shortcuts off";
+}
+els.shortcuts.addEventListener("click", () => {
+  shortcutsOn = !shortcutsOn;
+  localStorage.setItem(SHORTCUTS_KEY, shortcutsOn ? "on" : "off");
+  showShortcuts();
+});
+showShortcuts();
 
 document.addEventListener("keydown", (ev) => {
   const t = ev.target;
@@ -213,20 +269,33 @@ document.addEventListener("keydown", (ev) => {
     return;
   }
   const k = ev.key.toLowerCase();
+  // Enter and Escape act on a chosen answer even with shortcuts off (they are not single-letter keys).
   if (!els.followup.hidden && choice) {
-    if (/^[1-5]$/.test(k) && cfg.study.askConfidence) {
-      const r = els.confidence.find((x) => x.value === k);
-      if (r) { r.checked = true; r.focus(); }
-      ev.preventDefault();
-      return;
-    }
     if (k === "enter") { ev.preventDefault(); submit(); return; }
     if (k === "escape") { choice = null; resetAnswer(); return; }
   }
+  if (!shortcutsOn) return;
+  if (graded) {
+    if (/^[1-5]$/.test(k)) {
+      const b = els.answerButtons[Number(k) - 1];
+      if (b) { b.click(); ev.preventDefault(); }
+      return;
+    }
+  } else if (/^[1-5]$/.test(k)) {
+    // Digits are a confidence only, and only once a side is chosen: pressed before, they do nothing.
+    if (choice && cfg.study.askConfidence && !els.followup.hidden) {
+      const r = els.confidence.find((x) => x.value === k);
+      if (r) { r.checked = true; r.focus(); }
+      ev.preventDefault();
+    }
+    return;
+  }
   if (k === "h") { els.hide.click(); ev.preventDefault(); return; }
-  if (!els.followup.hidden) return;
-  if (k === "1" || k === "f") { choose("left"); ev.preventDefault(); }
-  else if (k === "2" || k === "j") { choose("right"); ev.preventDefault(); }
+  if (k === "o") { els.outline.click(); ev.preventDefault(); return; }
+  if (k === "r") { els.radiological.click(); ev.preventDefault(); return; }
+  if (graded) return;
+  if (k === "a") { choose("left"); ev.preventDefault(); }
+  else if (k === "b") { choose("right"); ev.preventDefault(); }
   else if (k === "n") { choose("none"); ev.preventDefault(); }
 });
 

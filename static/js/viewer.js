@@ -21,10 +21,31 @@ export async function loadNiivue(url) {
 }
 
 const SLICE_TYPES = { axial: 0, coronal: 1, sagittal: 2, multiplanar: 3, render: 4 };
+// Layouts beyond NiiVue's slice types: "hero" = multiplanar with a large axial view taking the space the 2x2
+// grid leaves empty; "render" = multiplanar with the 3D render in the fourth quadrant.
+const LAYOUTS = {
+  hero: { sliceType: 3, heroImageFraction: 0.6, heroSliceType: 0, multiplanarShowRender: 0 },
+  render: { sliceType: 3, heroImageFraction: 0, multiplanarShowRender: 1 },
+  multiplanar: { sliceType: 3, heroImageFraction: 0, multiplanarShowRender: 0 },
+};
 
 export function sliceTypeOf(name) {
+  if (name in LAYOUTS) return LAYOUTS[name].sliceType;
   if (!(name in SLICE_TYPES)) throw new Error(`unknown slice type ${name}`);
   return SLICE_TYPES[name];
+}
+
+// Set a layout's options on `nv` (without drawing) and return its NiiVue slice type.
+function layoutOptions(nv, name) {
+  const layout = LAYOUTS[name];
+  if (layout) {
+    nv.opts.heroImageFraction = layout.heroImageFraction;
+    nv.opts.heroSliceType = layout.heroSliceType ?? nv.opts.heroSliceType;
+    nv.opts.multiplanarShowRender = layout.multiplanarShowRender;
+  } else {
+    nv.opts.heroImageFraction = 0;
+  }
+  return sliceTypeOf(name);
 }
 
 // url -> Promise<ArrayBuffer>. The browser's HTTP cache (Cache-Control: private) backs it across pages.
@@ -121,6 +142,7 @@ class ViewerGroup {
     this.overlaysHidden = false;
     this.outline = false;
     this.sliceType = config.sliceType || "multiplanar";
+    this.radiological = Boolean(config.radiological);
     this.preset = null;
   }
   get nv() { return this.viewers[0].nv; }
@@ -155,7 +177,20 @@ class ViewerGroup {
     this.applyOverlayLook();
     return this.overlaysHidden;
   }
-  setSliceType(name) { this.sliceType = name; this.each((nv) => nv.setSliceType(sliceTypeOf(name))); }
+  setSliceType(name) { this.sliceType = name; this.each((nv) => nv.setSliceType(layoutOptions(nv, name))); }
+  // Radiological convention: patient left on screen right (NiiVue's default is neurological).
+  setRadiological(on) {
+    this.radiological = Boolean(on);
+    this.each((nv) => { nv.opts.isRadiologicalConvention = this.radiological; nv.drawScene(); });
+  }
+  // Where the crosshair is: 1-based slice numbers per axis (voxel i, j, k of the base image), dims and mm.
+  location() {
+    const nv = this.nv;
+    const v = nv.volumes[0];
+    if (!v) return null;
+    const vox = Array.from(nv.frac2vox(nv.scene.crosshairPos)).slice(0, 3).map((x) => Math.round(x));
+    return { vox, dims: v.dims.slice(1, 4), mm: Array.from(nv.frac2mm(nv.scene.crosshairPos)).slice(0, 3) };
+  }
   setWindow(lo, hi, redraw = true) {
     this.each((nv) => {
       if (!nv.volumes.length) return;
@@ -179,7 +214,8 @@ class ViewerGroup {
   afterLoad(focusMm, look = true) {
     const needsRefresh = look && (this.outline || this.preset);
     this.each((nv) => {
-      nv.opts.sliceType = sliceTypeOf(this.sliceType);
+      nv.opts.sliceType = layoutOptions(nv, this.sliceType);
+      nv.opts.isRadiologicalConvention = this.radiological;
       if (focusMm && nv.volumes.length) nv.scene.crosshairPos = nv.mm2frac(focusMm);
     });
     if (look) this.applyOverlayLook(false);

@@ -11,6 +11,7 @@ from scipy.stats import binomtest
 from statsmodels.stats.proportion import proportion_confint
 
 from evaluation.stats import (
+    AnalysisPlan,
     VotesError,
     clopper_pearson_interval,
     cluster_bootstrap,
@@ -86,12 +87,19 @@ def test_37_of_60_matches_spec_and_scipy():
 
 
 def test_37_of_60_headline_sentence():
-    report = study_report(votes_37_of_60(), n_boot=200, fit_mixed_model=False)
-    assert report.headline() == (
-        "Arm ai was preferred in 61.67% of 60 evaluations (95% CI 49.0%-72.9%; exact binomial p = 0.092)."
-    )
-    hi = report.pairs[0].headline_interval
-    assert hi.method == "wilson" and "independent" in hi.reason
+    # 60 readers x 60 cases, one vote each: no random effect is identifiable, so the planned mixed model falls
+    # back to the exact binomial test, and the headline's interval is the same method's (Clopper-Pearson).
+    report = study_report(votes_37_of_60(), n_boot=200)
+    pa = report.pairs[0].primary
+    assert pa.method == "exact" and "no random effect is identifiable" in pa.fallback_reason
+    cp = binomtest(37, 60).proportion_ci(0.95, method="exact")
+    assert (pa.interval.low, pa.interval.high) == pytest.approx((cp.low, cp.high), rel=1e-9)
+    assert pa.p_value == pytest.approx(binomtest(37, 60).pvalue)
+    headline = report.headline()
+    assert headline.startswith("Arm ai was preferred in 61.67% of 60 decisive evaluations. Primary analysis "
+                               "(exact binomial test with Clopper-Pearson interval, the planned fallback")
+    assert headline.endswith("share preferring ai 61.7% (95% CI 48.2%-73.9%; p = 0.092; not significant at "
+                             "alpha 0.05).")
     # Flipping the labels of every vote must name the other arm with the same numbers.
     flipped = votes_37_of_60().assign(choice=lambda d: d["choice"].map(FLIP))
     assert study_report(flipped, n_boot=0).headline().startswith("Arm expert was preferred in 61.67% of 60")
@@ -190,9 +198,9 @@ def test_ties_only():
     report = study_report(raw, n_boot=100)
     p = report.pairs[0]
     assert p.preference.ties == 15 and p.preference.share_a is None and p.preference.p_value is None
-    assert "all 15 evaluations were ties" in report.headline()
+    assert "no decisive votes (15 ties)" in report.headline()
     assert p.bootstrap.interval is None and "ties only" in p.bootstrap.note
-    assert not p.mixed_model.fitted and p.headline_interval.method is None
+    assert p.primary.estimate is None and p.primary.p_value is None
     assert p.agreement.fleiss_kappa is None and p.agreement.percent_agreement == 1.0
     json.dumps(report.to_dict(), allow_nan=False)
 
@@ -215,7 +223,7 @@ def test_single_reader():
     assert p.agreement.fleiss_kappa is None and p.agreement.mean_cohen_kappa is None
     assert "only one reader" in p.agreement.note
     assert not p.mixed_model.fitted and "one reader" in p.mixed_model.note
-    assert p.headline_interval.method == "wilson"
+    assert p.primary.method == "exact" and "one reader" in p.primary.fallback_reason
     assert "single reader" in p.bootstrap.note and any("single reader" in n for n in report.notes)
 
 
@@ -230,7 +238,9 @@ def test_all_votes_one_way():
     assert p.preference.wilson.low < 1 and p.preference.clopper_pearson.high == 1.0
     assert not p.mixed_model.fitted and "separation" in p.mixed_model.note
     assert "collapses" in p.bootstrap.note
-    assert p.headline_interval.method == "wilson" and "one way" in p.headline_interval.reason
+    assert p.primary.method == "exact" and "separation" in p.primary.fallback_reason
+    boot = study_report(raw, n_boot=200, plan=AnalysisPlan(method="bootstrap")).pairs[0].primary
+    assert boot.method == "exact" and "same share" in boot.fallback_reason
 
 
 # ----------------------------------------------------------------------------------------- clustering
@@ -293,20 +303,22 @@ def test_bootstrap_nested_design_resamples_readers_only():
     assert boot.se == pytest.approx(np.sqrt(((k - p * 20) ** 2).sum()) / 200, rel=0.1)
     both = cluster_bootstrap(votes, "ai", "expert", n_boot=4000, seed=0, resample="both")
     assert both.resampled == ("reader", "case") and both.se > 1.1 * boot.se  # vote noise counted twice
-    hi = study_report(raw, n_boot=500, fit_mixed_model=False).pairs[0].headline_interval
-    assert hi.method == "cluster bootstrap over readers" and "same readers recur" in hi.reason
+    pa = study_report(raw, n_boot=500, plan=AnalysisPlan(method="bootstrap")).pairs[0].primary
+    assert pa.method == "bootstrap" and pa.method_name == "cluster bootstrap over readers"
 
 
-def test_headline_uses_cluster_bootstrap_when_readers_and_cases_recur():
+def test_bootstrap_primary_takes_estimate_interval_and_p_from_the_same_replicates():
     raw = crossed_votes(6, 20, p_a=0.65, reader_sd=0.5, seed=2)
-    report = study_report(raw, n_boot=500, fit_mixed_model=False)
+    report = study_report(raw, n_boot=500, fit_mixed_model=False, plan=AnalysisPlan(method="bootstrap"))
     p = report.pairs[0]
-    assert p.headline_interval.method == "two-way cluster bootstrap"
-    assert p.headline_interval.interval == p.bootstrap.interval
-    assert "because the same readers and cases recur" in p.headline_interval.reason
-    assert "two-way cluster bootstrap" in p.headline()
-    p0 = study_report(raw, n_boot=0, fit_mixed_model=False).pairs[0]
-    assert p0.headline_interval.method == "wilson" and "not run" in p0.headline_interval.reason
+    assert p.primary.method_name == "two-way cluster bootstrap" and p.primary.interval == p.bootstrap.interval
+    assert p.primary.p_value == p.bootstrap.p_value and p.primary.estimate == p.preference.share_a
+    # The p-value agrees with the interval: it excludes 50% exactly when p < alpha.
+    assert (p.primary.p_value < 0.05) == (not p.primary.interval.low <= 0.5 <= p.primary.interval.high)
+    assert "two-way cluster bootstrap" in report.headline() and "Wilson" not in report.headline()
+    # Without the mixed model the planned mixed-model primary analysis is pending, never silently replaced.
+    pending = study_report(raw, n_boot=0, fit_mixed_model=False).pairs[0]
+    assert pending.primary is None and "still being computed" in pending.headline()
 
 
 def test_mixed_model_recovers_known_effect_and_matches_statsmodels_formula():
