@@ -68,8 +68,9 @@ class StudyForm(forms.ModelForm):
             value = json.loads(text)
         except ValueError:
             raise forms.ValidationError("The planner's result is not valid JSON; compute it again.") from None
-        if not isinstance(value, dict) or not isinstance(value.get("power"), dict):
-            raise forms.ValidationError("The planner's result has no power; compute it again.")
+        power = value.get("power") if isinstance(value, dict) else None
+        if not isinstance(power, int | float) or not 0 <= power <= 1:
+            raise forms.ValidationError("The planner's result has no power between 0 and 1; compute it again.")
         return value
 
     def primary_sets(self):

@@ -95,13 +95,6 @@ class Study(models.Model):
     def __str__(self):
         return self.title
 
-    @classmethod
-    def from_db(cls, db, field_names, values):
-        study = super().from_db(db, field_names, values)
-        study._stored_plan = {f: getattr(study, f, None) for f in cls.PLAN_FIELDS}
-        study._stored_opened = study.__dict__.get("opened_at")
-        return study
-
     def save(self, *args, **kwargs):
         stored = getattr(self, "_stored_plan", None)
         if stored and getattr(self, "_stored_opened", None) is not None:
@@ -115,6 +108,13 @@ class Study(models.Model):
 
     def get_absolute_url(self):
         return reverse("evaluation:study_detail", args=[self.pk])
+
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        study = super().from_db(db, field_names, values)
+        study._stored_plan = {f: getattr(study, f, None) for f in cls.PLAN_FIELDS}
+        study._stored_opened = study.__dict__.get("opened_at")
+        return study
 
     @property
     def reader_title(self):

@@ -34,11 +34,16 @@ def real_items(study):
     return Item.objects.filter(assignment__study=study, assignment__preview=False)
 
 
-def votes_fingerprint(study):
+#: Up to this many votes the mixed model takes well under a second: the page fits it inline.
+INLINE_MIXED_MAX_VOTES = 3000
+
+
+def votes_fingerprint(study, with_count=False):
     agg = Vote.objects.filter(item__in=real_items(study)).aggregate(
         n=Count("id"), last=Max("updated_at"), revisions=Max("revision"))
     raw = f"{study.pk}:{agg['n']}:{agg['last']}:{agg['revisions']}:{study.status}:{REPORT_VERSION}"
-    return hashlib.sha1(raw.encode()).hexdigest()[:16]
+    fingerprint = hashlib.sha1(raw.encode()).hexdigest()[:16]
+    return (fingerprint, agg["n"]) if with_count else fingerprint
 
 
 def votes_frame(study, with_dice=True):
@@ -108,9 +113,10 @@ def report_key(study, fingerprint, full, n_boot=2000):
 
 def cached_report(study, *, n_boot=2000, full=False):
     """``(report dict, votes frame or None, fingerprint, is_full)``. The full report (with the mixed model) when
-    it is cached or ``full`` asks for it (then computed here); otherwise the quick one. The votes frame comes
-    back when it was read here, so callers need not read the votes a second time."""
-    fingerprint = votes_fingerprint(study)
+    it is cached, when ``full`` asks for it or the study is small enough (then computed here); otherwise the
+    quick one. The votes frame comes back when it was read here, so callers need not read the votes twice."""
+    fingerprint, n_votes = votes_fingerprint(study, with_count=True)
+    full = full or n_votes <= INLINE_MIXED_MAX_VOTES
     report = cache.get(report_key(study, fingerprint, True, n_boot))
     if report is not None:
         return report, None, fingerprint, True

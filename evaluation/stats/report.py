@@ -24,13 +24,13 @@ import pandas as pd
 from evaluation.stats.agreement import AgreementResult, ReaderPairAgreement, agreement, pairwise_cohen_kappa
 from evaluation.stats.base import (
     CHOICES,
-    first_reads,
     OPTIONAL_COLUMNS,
     REQUIRED_COLUMNS,
     Interval,
     VotesError,
     arm_pairs,
     clopper_pearson_interval,
+    first_reads,
     fmt_p,
     normalise_votes,
     pair_votes,
@@ -56,16 +56,6 @@ from evaluation.stats.power import (
     power,
     simulate_votes,
 )
-from evaluation.stats.primary import (
-    METHODS,
-    STUDY_METHODS,
-    TIES,
-    AnalysisPlan,
-    PrimaryResult,
-    oriented_votes,
-    primary_analysis,
-)
-from evaluation.stats.rereads import OrdinalResult, RereadResult, ordinal_analysis, reread_agreement
 from evaluation.stats.preference import (
     Breakdown,
     ConfidenceResult,
@@ -77,7 +67,15 @@ from evaluation.stats.preference import (
     preference,
     preference_breakdown,
 )
-from evaluation.stats.results import PairReport, Secondary, StudyReport
+from evaluation.stats.primary import (
+    METHODS,
+    STUDY_METHODS,
+    TIES,
+    AnalysisPlan,
+    PrimaryResult,
+    oriented_votes,
+    primary_analysis,
+)
 from evaluation.stats.quality import (
     SideBiasResult,
     SideShare,
@@ -86,6 +84,8 @@ from evaluation.stats.quality import (
     side_bias,
     time_summary,
 )
+from evaluation.stats.rereads import OrdinalResult, RereadResult, ordinal_analysis, reread_agreement
+from evaluation.stats.results import PairReport, Secondary, StudyReport
 
 __all__ = [
     "CHOICES",
