@@ -94,8 +94,8 @@ def plan_items(cases: Sequence[Hashable], pairs: Sequence[tuple[Hashable, Hashab
     return out
 
 
-#: A re-read comes at least this many other items after its first read (never next to it).
-REREAD_GAP = 3
+#: A re-read comes after at least this many other items (never next to its first read).
+REREAD_GAP = 2
 
 
 def plan_rereads(n_items: int, share: float, seed: int) -> list[int]:

@@ -52,6 +52,19 @@ def test_setup_demo_builds_users_data_runs_and_studies_once(settings, tmp_path):
     assert closed.status == Study.Status.CLOSED
     items = sum(a.items.count() for a in closed.assignments.filter(preview=False))
     assert items > 0 and Vote.objects.filter(item__assignment__study=closed).count() == items
+    # Issue 17: readers see a neutral title; the closed study has re-reads, a primary analysis and a plan.
+    assert open_study.public_title == "" and open_study.reader_title == f"Study {open_study.pk}"
+    assert open_study.primary_arm.name.startswith("unet-ai-")
+    from evaluation.reports import cached_report
+
+    report, _, _, _ = cached_report(closed, full=True)
+    from evaluation.models import Item
+
+    rereads = Item.objects.filter(assignment__study=closed, reread_of__isnull=False).count()
+    assert closed.reread_share > 0 and report["n_rereads"] == rereads
+    assert (report["rereads"] or {}).get("n", 0) == rereads and report["primary"]["p_value"] is not None
+    assert report["headline"].startswith(f"Arm {closed.primary_arm.name} was preferred")
+    assert 0 <= closed.planned_power["power"] <= 1 and "Monte Carlo" in closed.planned_power["line"]
 
     before = _counts()
     call_command("setup_demo", cases=6, clustering_epochs=2, unet_epochs=1, stdout=io.StringIO())

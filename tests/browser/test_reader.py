@@ -76,15 +76,16 @@ def test_reader_goes_through_a_study_with_keys_mouse_outage_and_resume(page, set
     assert page.evaluate("window.labelgenReader.pair.overlaysHidden") is True
     assert red_fraction(page, "#canvas-right") < red / 10
     page.keyboard.press("h")
-    page.check("#outline")
+    page.click("#outline")
+    assert page.get_attribute("#outline", "aria-pressed") == "true"
     page.select_option("#layout", "axial")
     page.select_option("#modality", "t2")
     wait_item(page, 1)
     screenshot(page, "reader-item1-axial-outline-t2")
     page.select_option("#layout", "multiplanar")
-    page.uncheck("#outline")
+    page.click("#outline")
 
-    answer_by_keys(page, "f", 4)
+    answer_by_keys(page, "a", 4)
     choices[1] = "left"
     wait_item(page, 2)
     # The next item was prefetched: once it is ready, moving on fetches no volume.
@@ -103,7 +104,7 @@ def test_reader_goes_through_a_study_with_keys_mouse_outage_and_resume(page, set
     page.select_option("#modality", "t1fsce")
     wait_item(page, 3)
     assert page.evaluate("window.labelgenReader.nextReady()") is True
-    answer_by_keys(page, "2", 5)
+    answer_by_keys(page, "b", 5)
     choices[3] = "right"
     wait_item(page, 4)
     assert page.evaluate("(() => { const p = window.labelgenReader.pair;"
@@ -121,7 +122,7 @@ def test_reader_goes_through_a_study_with_keys_mouse_outage_and_resume(page, set
 
     # The network fails while item 4 is answered: the reader is told, the answer is kept and retried.
     page.route("**/vote/", lambda route: route.abort())
-    answer_by_keys(page, "j", 2)
+    answer_by_keys(page, "b", 2)
     choices[4] = "right"
     wait_item(page, 5)
     page.wait_for_selector("#reader-status.is-warning", timeout=15_000)
@@ -135,7 +136,7 @@ def test_reader_goes_through_a_study_with_keys_mouse_outage_and_resume(page, set
     answer_by_mouse(page, "left", 1)
     choices[5] = "left"
     wait_item(page, 6)
-    answer_by_keys(page, "1", 3)
+    answer_by_keys(page, "a", 3)
     choices[6] = "left"
     page.wait_for_selector("#study-done", timeout=30_000)
     assert "6 / 6" in page.inner_text("#done-count")

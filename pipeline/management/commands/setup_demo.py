@@ -103,14 +103,18 @@ class Command(BaseCommand):
 
     def studies(self, dataset, comparison):
         from evaluation.models import Study
+        from evaluation.planning import plan_design
         from evaluation.services import create_study, set_status
 
         User = get_user_model()
-        sets = [arm.prediction_set for arm in comparison.arms_runs.order_by("id")]
+        # The AI-label arm first: the primary endpoint is "the AI-label model was preferred".
+        runs = sorted(comparison.arms_runs.order_by("id"), key=lambda run: run.label_source != "ai")
+        sets = [run.prediction_set for run in runs]
         if not Study.objects.filter(title=OPEN_STUDY).exists():
             readers = list(User.objects.filter(username__in=["reader1", "reader2"]))
+            # No public title: readers see the neutral "Study <n>", never the arms named in the internal one.
             create_study(dataset=dataset, prediction_sets=sets, title=OPEN_STUDY, readers=readers, open_now=True,
-                         seed=2026, allow_tie=True, ask_confidence=True, allow_revisit=True,
+                         seed=2026, allow_tie=True, ask_confidence=True, allow_revisit=True, reread_share=0.1,
                          instructions="Pick the segmentation that better outlines the whole tumour "
                                       "(enhancing rim and necrotic core, not the surrounding oedema).")
             self.stdout.write(f"Opened the study “{OPEN_STUDY}” for reader1 and reader2.")
@@ -120,8 +124,11 @@ class Command(BaseCommand):
                 if not User.objects.filter(username=name).exists():
                     call_command("create_user", name, role="reader", stdout=self.stdout)
                 simulated.append(User.objects.get(username=name))
+            planned = plan_design(preference=0.7, readers=len(simulated), cases=dataset.cases.filter(
+                split="TEST").count() or 4, reader_sd=0.5, case_sd=1.0, n_sim=60, seed=0)
             study = create_study(dataset=dataset, prediction_sets=sets, title=SIMULATED_STUDY, readers=simulated,
-                                 open_now=True, seed=99, allow_tie=True, ask_confidence=True)
+                                 open_now=True, seed=99, allow_tie=True, ask_confidence=True, reread_share=0.5,
+                                 planned_power={k: planned[k] for k in ("power", "cases", "mc_se", "line", "design")})
             simulate_votes(study, seed=3)
             set_status(study, Study.Status.CLOSED)
             self.stdout.write(f"Closed “{SIMULATED_STUDY}” with simulated votes (see its report).")

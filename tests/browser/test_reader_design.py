@@ -1,0 +1,99 @@
+"""The reader page as radiologists asked for it (issue 17), in chromium at 1366x768: keys that never mean two
+things in a row, radiological convention with a toggle, slice numbers, controls on screen, aria-pressed,
+shortcuts that can be switched off, and graded answers. Screenshots: test-artifacts/reader-design-*.png."""
+
+import pytest
+
+from evaluation.models import Vote
+from tests.browser.conftest import login, screenshot
+from tests.browser.test_reader import wait_item, wait_sent
+from tests.factories import make_study, make_user
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
+
+
+def on_screen(page, selector):
+    box = page.locator(selector).bounding_box()
+    return box is not None and box["y"] >= 0 and box["y"] + box["height"] <= 768
+
+
+def pressed(page, selector):
+    return page.get_attribute(selector, "aria-pressed")
+
+
+def test_keys_convention_and_controls_at_1366x768(page, settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    page.set_viewport_size({"width": 1366, "height": 768})
+    reader = make_user("d_reader", "reader")
+    study = make_study(n_cases=3, readers=[reader], ask_confidence=True, allow_tie=True)
+    login(page, "d_reader", "d_reader-pass-123")
+    page.goto(f"/studies/{study.pk}/read/")
+    wait_item(page, 1)
+    assert study.title not in page.content() and f"Study {study.pk}" in page.inner_text(".reader-title")
+
+    # Radiological convention by default (a per-study setting), shown and switchable with R.
+    nv = "window.labelgenReader.pair.viewers.map(v => v.nv.opts.isRadiologicalConvention)"
+    assert page.evaluate(nv) == [True, True] and pressed(page, "#radiological") == "true"
+    assert "Axial" in page.inner_text("#slice-info") and "radiological" in page.inner_text("#slice-info")
+    # The large axial view fills the space the 2x2 grid would leave empty.
+    assert page.evaluate("window.labelgenReader.pair.viewers[0].nv.opts.heroImageFraction") > 0
+    screenshot(page, "reader-design-radiological")
+    page.keyboard.press("r")
+    assert page.evaluate(nv) == [False, False] and pressed(page, "#radiological") == "false"
+    assert "neurological" in page.inner_text("#slice-info")
+    page.keyboard.press("r")
+
+    # Every answer control is on screen at 1366x768, before and after choosing a side.
+    for sel in ("#choose-left", "#choose-none", "#choose-right"):
+        assert on_screen(page, sel), sel
+    # A digit before a side means nothing (it was "A" + confidence in the old design): no side is chosen.
+    page.keyboard.press("1")
+    page.keyboard.press("2")
+    assert page.is_hidden("#followup") and pressed(page, "#choose-left") == "false"
+    page.keyboard.press("a")
+    page.wait_for_selector("#followup:not([hidden])")
+    assert pressed(page, "#choose-left") == "true" and pressed(page, "#choose-right") == "false"
+    assert on_screen(page, "#submit-answer") and on_screen(page, "input[name=confidence][value='5']")
+    page.keyboard.press("2")
+    screenshot(page, "reader-design-confidence")
+    page.keyboard.press("Enter")
+    wait_item(page, 2)
+    wait_sent(page)
+    vote = Vote.objects.get()
+    assert (vote.choice, vote.confidence) == ("left", 2)
+
+    # Single-key shortcuts off: letters do nothing, the buttons still work; the setting survives a reload.
+    page.click("#shortcuts")
+    assert pressed(page, "#shortcuts") == "false"
+    page.keyboard.press("b")
+    assert page.is_hidden("#followup")
+    page.reload()
+    wait_item(page, 2)
+    assert pressed(page, "#shortcuts") == "false"
+    page.click("#choose-right")
+    page.check("input[name=confidence][value='4']")
+    page.click("#submit-answer")
+    wait_item(page, 3)
+    wait_sent(page)
+    assert Vote.objects.get(item__position=2).choice == "right"
+    assert not page.js_errors, page.js_errors
+
+
+def test_graded_answers_by_digit(page, settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    page.set_viewport_size({"width": 1366, "height": 768})
+    reader = make_user("g_reader", "reader")
+    study = make_study(n_cases=2, readers=[reader], graded=True)
+    login(page, "g_reader", "g_reader-pass-123")
+    page.goto(f"/studies/{study.pk}/read/")
+    wait_item(page, 1)
+    for grade in ("2", "1", "0", "-1", "-2"):
+        assert on_screen(page, f"[data-grade='{grade}']")
+    screenshot(page, "reader-design-graded")
+    page.keyboard.press("4")  # fourth button from the left: "B better"
+    wait_item(page, 2)
+    page.click("[data-grade='2']")  # "A much better"
+    page.wait_for_selector("#study-done", timeout=30_000)
+    votes = {v.item.position: (v.choice, v.grade) for v in Vote.objects.select_related("item")}
+    assert votes == {1: ("right", -1), 2: ("left", 2)}
+    assert not page.js_errors, page.js_errors
