@@ -29,10 +29,11 @@ def preference_figure(report):
         label = f"{arm} over {pa['comparator'] if pa else pair['arm_b']}"
         rows = []
         if pa and pa.get("estimate") is not None and pa.get("interval"):
-            rows.append((f"primary: {pa['method_name'][:40]}", pa["estimate"], pa["interval"]))
+            short = {"mixed": "mixed model", "bootstrap": "cluster bootstrap"}.get(pa["method"], "exact binomial")
+            rows.append((f"PRIMARY: {short}", pa["estimate"], pa["interval"]))
         for sec in pair.get("secondary", []):
             if sec.get("estimate") is not None and sec.get("interval"):
-                rows.append((sec["name"][:40], sec["estimate"], sec["interval"]))
+                rows.append((sec.get("short") or sec["name"][:30], sec["estimate"], sec["interval"]))
         for k, (name, est, iv) in enumerate(rows):
             fig.add_trace(go.Scatter(
                 x=[est], y=[f"{label}<br>{name}"], mode="markers", showlegend=False,
@@ -45,7 +46,7 @@ def preference_figure(report):
     fig.update_layout(title=_title("Preference for the primary arm: primary analysis (blue) and secondary "
                                    "analyses (grey), 95% CI"),
                       xaxis={"range": [0, 1], "tickformat": ".0%"},
-                      **{**LAYOUT, "height": max(260, 90 + 46 * n_rows), "margin": {**LAYOUT["margin"], "l": 260}})
+                      **{**LAYOUT, "height": max(260, 90 + 46 * n_rows), "margin": {**LAYOUT["margin"], "l": 200}})
     return _json(fig)
 
 

@@ -30,6 +30,7 @@ class Secondary:
     interval: Interval | None
     p_value: float | None
     note: str | None = None
+    short: str = ""  # a chart label
 
     def to_dict(self) -> dict:
         return to_jsonable(self)
@@ -81,28 +82,28 @@ class PairReport:
         method = self.primary.method if self.primary else "mixed"
         out = [Secondary("exact binomial test, Wilson interval (ties excluded)",
                          "every vote independent (ignores that readers and cases recur)", share,
-                         _flip(pr.wilson, flip), pr.p_value)]
+                         _flip(pr.wilson, flip), pr.p_value, short="exact binomial / Wilson")]
         b = self.bootstrap
         if b is not None and method != "bootstrap":
             out.append(Secondary(bootstrap_method(b.resampled) if b.interval else "cluster bootstrap",
                                  "no model; readers and cases are a random sample (resampled)",
                                  None if b.share_a is None else (1 - b.share_a if flip else b.share_a),
-                                 _flip(b.interval, flip), b.p_value, b.note))
+                                 _flip(b.interval, flip), b.p_value, b.note, short="cluster bootstrap"))
         m = self.mixed_model
         if m is not None and method != "mixed":
             out.append(Secondary(METHODS["mixed"], "logistic-normal reader and case effects; estimate is a "
                                  "typical reader's probability", m.probability_a if m.fitted else None,
-                                 m.interval, m.p_value, m.note))
+                                 m.interval, m.p_value, m.note, short="mixed model"))
         mr = self.mrmc
         out.append(Secondary("MRMC U-statistics (Gallas), ties excluded",
                              "readers and cases random, no model for the votes; normal interval",
                              None if mr.share_a is None else (1 - mr.share_a if flip else mr.share_a),
-                             _flip(mr.interval, flip), mr.p_value, mr.note))
+                             _flip(mr.interval, flip), mr.p_value, mr.note, short="MRMC U-statistics"))
         o = self.ordinal
         if o is not None:
             out.append(Secondary("graded answers: Wilcoxon signed-rank of reader mean grades",
                                  "each reader's mean grade is one observation (clustered by reader)",
-                                 None, None, o.p_value, o.note))
+                                 None, None, o.p_value, o.note, short="graded (Wilcoxon)"))
         return out
 
     def to_dict(self) -> dict:

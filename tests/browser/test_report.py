@@ -1,4 +1,5 @@
-"""A coordinator opens the report of a study with votes: headline and plotly charts are drawn."""
+"""A coordinator follows an open study (progress only), unblinds it on purpose, and reads the report: the
+primary analysis as headline, plotly charts drawn with their titles inside the charts."""
 
 import pytest
 
@@ -20,10 +21,20 @@ def test_report_page_draws_charts(page, settings, tmp_path):
             record_vote(item, reader, {"choice": side, "confidence": None, "comment": "", "time_ms": 3000 + 500 * i})
     make_user("rep_coord", "coordinator")
     login(page, "rep_coord", "rep_coord-pass-123")
-    page.goto(f"/studies/{study.pk}/report/")
+    page.goto(f"/studies/{study.pk}/")
+    assert page.locator("#votes-table").count() == 0 and "progress only" in page.inner_text("#blinded-answers")
+    screenshot(page, "study-open-progress-only")
+    page.click("#unblind-now")
+    page.wait_for_selector("#votes-table")
+    page.click("a.button:text('Report')")
     page.wait_for_selector("body[data-charts-drawn='1']")
-    assert "Arm unet-ai was preferred in" in page.inner_text("#headline")
+    headline = page.inner_text("#headline")
+    assert "Arm unet-expert was preferred in" in headline and "Primary analysis" in headline
+    assert "Unblinded while open by rep_coord" in headline
     for chart in ("#fig-preference", "#fig-forest-0", "#fig-heatmap-0", "#fig-side", "#fig-time"):
         page.wait_for_selector(f"{chart} .main-svg")
+        # the title is drawn inside its chart (long titles wrap instead of being cut off)
+        title, box = page.locator(f"{chart} .gtitle").bounding_box(), page.locator(chart).bounding_box()
+        assert box["x"] <= title["x"] and title["x"] + title["width"] <= box["x"] + box["width"], chart
     screenshot(page, "study-report")
     assert not page.js_errors, page.js_errors
