@@ -12,6 +12,8 @@ left                    no        ``a`` or ``b``: which arm was shown on the lef
 confidence              no        integer 1-5 (blank = not recorded)
 time_ms                 no        number >= 0
 dice_a, dice_b          no        number in [0, 1]
+grade                   no        integer -2..2 from arm_a's side (+2 = arm_a much better)
+reread                  no        ``true``/``1`` for a planned re-read (blank/``false``/``0``)
 ======================  ========  ============================================================
 
 Header names are matched case-insensitively after trimming; other columns are ignored. Errors raise
@@ -163,12 +165,22 @@ def _parse(reader, source: str) -> pd.DataFrame:
                 if not math.isnan(d) and not 0 <= d <= 1:
                     raise VotesCsvError(line, f"{c} {value[c]!r} is outside [0, 1]", source)
                 value[c] = d
+        if "grade" in value:
+            g = _number(value["grade"], "grade", line, source)
+            if not math.isnan(g) and (g != int(g) or not -2 <= g <= 2):
+                raise VotesCsvError(line, f"bad grade {value['grade']!r} (expected an integer -2..2)", source)
+            value["grade"] = g
+        if "reread" in value:
+            flag = value["reread"].lower()
+            if flag not in ("", "0", "1", "true", "false", "yes", "no"):
+                raise VotesCsvError(line, f"bad reread {value['reread']!r} (expected true or false)", source)
+            value["reread"] = flag in ("1", "true", "yes")
         a, b = sorted((value["arm_a"], value["arm_b"]))
-        key = (value["reader"], value["case"], a, b)
+        key = (value["reader"], value["case"], a, b, bool(value.get("reread")))
         if key in seen:
             raise VotesCsvError(
                 line,
-                f"duplicate vote: reader {key[0]!r}, case {key[1]!r}, arms {a!r}/{b!r} "
+                f"duplicate {'re-read' if key[4] else 'vote'}: reader {key[0]!r}, case {key[1]!r}, arms {a!r}/{b!r} "
                 f"already voted on line {seen[key]}",
                 source,
             )

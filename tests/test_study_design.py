@@ -189,6 +189,19 @@ def test_plan_study_command_json_and_pilot(capsys, reader, reader2):
     with pytest.raises(CommandError, match="a pilot must be closed"):
         call_command("plan_study", "--preference", "0.7", "--readers", "4", "--cases", "10",
                      "--from-study", str(study.pk))
+    # a closed pilot lends its fitted reader and case SDs
+    for r in (reader, reader2):
+        for item in study.assignments.get(reader=r).items.all():
+            choice = "left" if (item.position + (r == reader)) % 3 else "right"
+            record_vote(item, r, {"choice": choice, "confidence": None, "comment": "", "time_ms": 100})
+    set_status(study, Study.Status.CLOSED)
+    from evaluation.planning import pilot_components
+
+    reader_sd, case_sd = pilot_components(study)
+    call_command("plan_study", "--preference", "0.7", "--readers", "4", "--cases", "10", "--method", "bootstrap",
+                 "--sims", "50", "--from-study", str(study.pk), "--format", "json")
+    out = json.loads(capsys.readouterr().out)
+    assert out["design"]["reader_sd"] == reader_sd and out["design"]["case_sd"] == case_sd and reader_sd > 0
     with pytest.raises(CommandError, match="either --reader-sd/--case-sd or --from-study"):
         call_command("plan_study", "--preference", "0.7", "--readers", "4", "--cases", "10", "--reader-sd", "1",
                      "--from-study", str(study.pk))

@@ -125,3 +125,22 @@ def test_bad_left_and_dice_and_encoding(tmp_path):
     with pytest.raises(VotesCsvError, match="not UTF-8"):
         read_votes_csv(path)
     assert "latin1.csv, line" in str(pytest.raises(VotesCsvError, read_votes_csv, path).value)
+
+
+def test_grade_and_reread_columns(tmp_path):
+    from evaluation.stats import AnalysisPlan, study_report
+    from evaluation.votes_csv import VotesCsvError, read_votes_csv
+
+    path = tmp_path / "graded.csv"
+    path.write_text("reader,case,arm_a,arm_b,choice,grade,reread\n"
+                    "r1,c1,ai,expert,a,2,\nr1,c2,ai,expert,b,-1,0\nr1,c1,expert,ai,b,-1,true\n")
+    votes = read_votes_csv(path)
+    assert list(votes["reread"]) == [False, False, True] and list(votes["grade"]) == [2, -1, -1]
+    report = study_report(votes, n_boot=0, fit_mixed_model=False, plan=AnalysisPlan(method="bootstrap"))
+    assert report.n_rereads == 1 and report.rereads.agree == 1  # ai preferred both times, sides swapped
+    path.write_text("reader,case,arm_a,arm_b,choice,grade\nr1,c1,ai,expert,a,3\n")
+    with pytest.raises(VotesCsvError, match="line 2: bad grade '3'"):
+        read_votes_csv(path)
+    path.write_text("reader,case,arm_a,arm_b,choice,reread\nr1,c1,ai,expert,a,1\nr1,c1,ai,expert,b,yes\n")
+    with pytest.raises(VotesCsvError, match="line 3: duplicate re-read"):
+        read_votes_csv(path)
