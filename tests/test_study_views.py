@@ -185,6 +185,16 @@ def test_create_study_command(reader, reader2):
     call_command("create_study", "--dataset", "demo", "--arms", "unet-expert,unet-ai,third", "--readers",
                  "reader1", "--title", "Draft", "--draft")
     assert Study.objects.get(title="Draft").status == "draft"
+    with pytest.raises(CommandError, match="--primary must name two of the study's arms"):
+        call_command("create_study", "--dataset", "demo", "--arms", "unet-expert,unet-ai", "--title", "P",
+                     "--primary", "unet-ai,third")
+    call_command("create_study", "--dataset", "demo", "--arms", "unet-expert,unet-ai", "--readers", "reader1",
+                 "--title", "Planned", "--primary", "unet-ai,unet-expert", "--primary-method", "bootstrap",
+                 "--ties", "against", "--alpha", "0.01", "--reread-share", "0.5", "--graded")
+    planned = Study.objects.get(title="Planned")
+    assert planned.analysis_plan().describe().startswith("share of votes preferring unet-ai over unet-expert; ties "
+                                                        "count against the arm")
+    assert planned.graded and planned.reread_share == 0.5 and planned.alpha == 0.01
 
 
 def test_coordinator_removes_a_reader_who_has_not_answered(client_for, coordinator, reader, reader2):
