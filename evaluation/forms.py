@@ -41,8 +41,8 @@ class StudyForm(forms.ModelForm):
                   "ask_confidence", "ask_comment", "allow_revisit", "every_pair_each_case", "graded",
                   "reread_share", "radiological", "primary_method", "ties", "alpha"]
         widgets = {"instructions": forms.Textarea(attrs={"rows": 3}),
-                   "reread_share": forms.NumberInput(attrs={"step": "0.05", "min": "0", "max": "0.5"}),
-                   "alpha": forms.NumberInput(attrs={"step": "0.005", "min": "0.001", "max": "0.2"})}
+                   "reread_share": forms.NumberInput(attrs={"step": "any", "min": "0", "max": "0.5"}),
+                   "alpha": forms.NumberInput(attrs={"step": "any", "min": "0.001", "max": "0.2"})}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

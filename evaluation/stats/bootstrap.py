@@ -1,5 +1,5 @@
-"""Inference that respects clustering by reader and case: the cluster bootstrap and the rule that picks the
-headline interval (the logistic mixed model is in :mod:`evaluation.stats.mixed`).
+"""Inference that respects clustering by reader and case: the cluster bootstrap, the alternative primary
+method of a study (the default, the logistic mixed model, is in :mod:`evaluation.stats.mixed`).
 
 In a reader study the same readers judge many cases and the same cases are judged by many readers, so votes
 are not independent and the Wilson / exact binomial intervals (which assume they are) are too narrow. The

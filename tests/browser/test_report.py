@@ -38,3 +38,32 @@ def test_report_page_draws_charts(page, settings, tmp_path):
         assert box["x"] <= title["x"] and title["x"] + title["width"] <= box["x"] + box["width"], chart
     screenshot(page, "study-report")
     assert not page.js_errors, page.js_errors
+
+
+def test_coordinator_plans_power_on_the_study_form_and_the_study_keeps_it(page, settings, tmp_path):
+    from evaluation.models import Study
+    from tests.factories import make_dataset
+
+    settings.MEDIA_ROOT = tmp_path / "media"
+    dataset = make_dataset(n_cases=3)
+    make_user("plan_coord", "coordinator")
+    login(page, "plan_coord", "plan_coord-pass-123")
+    page.goto("/studies/new/")
+    page.fill("input[name=title]", "Planned study")
+    page.select_option("select[name=dataset]", str(dataset.pk))
+    for pset in dataset.prediction_sets.all():
+        page.check(f"input[name=prediction_sets][value='{pset.pk}']")
+    page.select_option("select[name=primary_method]", "bootstrap")
+    page.fill("#plan-readers", "4")
+    page.fill("#plan-cases", "30")
+    page.click("#plan-power")
+    page.wait_for_function("document.querySelector('#plan-result').textContent.startsWith('power ')")
+    line = page.inner_text("#plan-result")
+    assert "4 readers x 30 cases" in line and "Monte Carlo SE" in line and "bootstrap" in line
+    screenshot(page, "study-form-planner")
+    page.click("button[type=submit].primary")
+    page.wait_for_selector("#study-status")
+    study = Study.objects.get(title="Planned study")
+    assert study.planned_power["line"] == line and study.primary_method == "bootstrap"
+    assert "Planned power" in page.inner_text(".facts")
+    assert not page.js_errors, page.js_errors
