@@ -215,6 +215,9 @@ LABELGEN_DEVICE = env_str("LABELGEN_DEVICE", "auto")
 # of two float32 modalities and a label at that size peaks at 1.1 GB RSS (bench/import_bench.py --at-limit), so
 # several web and worker processes importing at once stay well inside a 24 GiB machine.
 LABELGEN_MAX_VOXELS = env_int("LABELGEN_MAX_VOXELS", 64 * 1024 * 1024)
+# The secret key of the DICOM import's `--case-name hash` rule. Keep it (with the backups) to get the same
+# pseudonym for a patient on a later import; it defaults to SECRET_KEY.
+LABELGEN_PSEUDONYM_KEY = env_str("LABELGEN_PSEUDONYM_KEY") or SECRET_KEY
 
 # Runs heartbeat every LABELGEN_RUN_HEARTBEAT_SECONDS while they work. A running run whose heartbeat is
 # older than LABELGEN_RUN_LOST_MINUTES is taken as lost (its worker died) and re-queued, up to

@@ -83,18 +83,19 @@ class _Loaded:
 
 
 def import_entries(dataset_name, entries, *, strict=False, max_voxels=None, user=None, progress=None,
-                   names=None) -> ImportReport:
+                   names=None, report=None) -> ImportReport:
     """Import manifest entries into dataset ``dataset_name``, created with its first imported case (so a
     refused import leaves no empty dataset behind).
 
     ``names`` maps a file path to the name shown in messages (uploads live in temp files).
-    ``progress(done_cases, total_cases, case)`` is called after each case. Raises
+    ``progress(done_cases, total_cases, case)`` is called after each case. ``report``: an
+    :class:`ImportReport` to add to (the DICOM import's, which already holds the cases it refused). Raises
     :class:`~pipeline.core.io.names.InvalidName` for a dataset name that breaks the name rule.
     """
     check_name(dataset_name, "dataset")
     max_voxels = max_voxels or settings.LABELGEN_MAX_VOXELS
     names = names or {}
-    report = ImportReport(dataset_name)
+    report = report or ImportReport(dataset_name)
     dataset = Dataset.objects.filter(name=dataset_name).first()
     grouped: dict[str, list[ManifestEntry]] = {}
     for entry in entries:
@@ -254,6 +255,7 @@ def _store_case(dataset_name, user, case_id, entries, loaded):
             if entry.kind == "image":
                 Image.objects.create(
                     file=staged.store(vol.data, vol.affine), modality=entry.modality, dtype=vol.original_dtype,
+                    dicom_series=entry.dicom_series,
                     intensity_min=float(vol.data.min()), intensity_max=float(vol.data.max()),
                     import_note=item.note[:300], **common)
                 n_images += 1

@@ -120,6 +120,10 @@ class Image(Volume):
     intensity_min = models.FloatField()
     intensity_max = models.FloatField()
     import_note = models.CharField(max_length=300, blank=True, help_text="e.g. resampled onto the first modality")
+    dicom_series = models.CharField(
+        max_length=64, blank=True, db_index=True,
+        help_text="sha256 of the DICOM SeriesInstanceUID it was imported from (finds the source series for a SEG "
+                  "export without storing the UID)")
 
     class Meta:
         ordering = ["case", "id"]

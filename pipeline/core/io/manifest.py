@@ -52,6 +52,7 @@ class ManifestEntry:
     prediction_set: str = ""
     split: str = "TRAIN"
     input: str = "outline"
+    dicom_series: str = ""  # sha256 of the source SeriesInstanceUID, for images imported from DICOM
 
 
 @dataclass
