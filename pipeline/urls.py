@@ -2,6 +2,7 @@ from django.urls import path
 
 from pipeline.annotation import coordinator as views_annotation_tasks
 from pipeline.annotation import views as views_annotate
+from pipeline.datasets import dicom_views as views_dicom
 from pipeline.datasets import upload_views as views_upload
 from pipeline.datasets import viewer_views as views_viewer
 from pipeline.datasets import views as views_datasets
@@ -17,12 +18,15 @@ urlpatterns = [
     path("datasets/<id:pk>/upload/", views_upload.upload_page, name="dataset_upload"),
     path("datasets/<id:pk>/upload/guess/", views_upload.upload_guess, name="dataset_upload_guess"),
     path("datasets/<id:pk>/upload/files/", views_upload.upload_files, name="dataset_upload_files"),
+    path("datasets/<id:pk>/upload/dicom/scan/", views_dicom.dicom_scan, name="dataset_dicom_scan"),
+    path("datasets/<id:pk>/upload/dicom/", views_dicom.dicom_import_upload, name="dataset_dicom_import"),
     path("cases/<id:pk>/", views_datasets.case_detail, name="case_detail"),
     path("labels/<id:pk>/review/", views_datasets.label_review, name="label_review"),
     path("volumes/image/<id:pk>.nii.gz", views_datasets.image_volume, name="image_volume"),
     path("volumes/label/<id:pk>.nii.gz", views_datasets.label_volume, name="label_volume"),
     path("api/v1/datasets/", views_upload.api_datasets, name="api_datasets"),
     path("api/v1/datasets/<str:name>/import/", views_upload.api_import, name="api_import"),
+    path("api/v1/datasets/<str:name>/import-dicom/", views_dicom.api_import_dicom, name="api_import_dicom"),
     path("runs/", views_runs.run_list, name="run_list"),
     path("runs/device-check/", views_runs.device_check_launch, name="device_check_launch"),
     path("runs/compare-unets/", views_training.comparison_launch, name="comparison_launch"),

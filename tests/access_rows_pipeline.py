@@ -10,6 +10,8 @@ ROWS = [
     ("pipeline:dataset_upload", "get", ("dataset",), COORD),
     ("pipeline:dataset_upload_guess", "post", ("dataset",), COORD_BAD_INPUT),
     ("pipeline:dataset_upload_files", "post", ("dataset",), COORD_BAD_INPUT),
+    ("pipeline:dataset_dicom_scan", "post", ("dataset",), COORD_BAD_INPUT),
+    ("pipeline:dataset_dicom_import", "post", ("dataset",), COORD_BAD_INPUT),
     ("pipeline:case_detail", "get", ("case",), COORD),
     ("pipeline:label_review", "post", ("ai_label",), COORD),
     ("pipeline:image_volume", "get", ("image",), COORD),
@@ -17,10 +19,11 @@ ROWS = [
     # Token-authenticated: a session alone is refused (401), whatever the role.
     ("pipeline:api_datasets", "get", (), {"reader": D, "coordinator": D, "admin": D}),
     ("pipeline:api_import", "post", ("dataset_name",), {"reader": D, "coordinator": D, "admin": D}),
+    ("pipeline:api_import_dicom", "post", ("dataset_name",), {"reader": D, "coordinator": D, "admin": D}),
 ]
 
 # URLs that answer anonymous requests themselves (token API) instead of redirecting to the login page.
-SELF_AUTHENTICATED = {"pipeline:api_datasets", "pipeline:api_import"}
+SELF_AUTHENTICATED = {"pipeline:api_datasets", "pipeline:api_import", "pipeline:api_import_dicom"}
 
 
 def make_objects(objects):

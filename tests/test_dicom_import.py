@@ -65,7 +65,7 @@ def run(path, *args):
 def test_cases_round_trip_exactly_and_unmapped_series_are_listed(export, phantoms):
     out = run(export, "--split", "test")
     assert "dcm: 2 case(s) imported, 0 failed" in out and "4 image(s)" in out
-    assert "2 series described 'localizer' (MR) match no --modality mapping: skipped" in out
+    assert "2 series described 'localizer' (MR) match no modality mapping: skipped" in out
     assert sorted(Case.objects.values_list("external_id", "split")) == [("P001", "TEST"), ("P002", "TEST")]
     for case, affine in [(phantoms[0], phantoms[0].affine), (phantoms[1], oblique(phantoms[1].affine))]:
         pid = "P001" if case is phantoms[0] else "P002"
@@ -242,3 +242,60 @@ def test_seg_from_pacs_becomes_an_expert_label(export, phantoms, tmp_path):
     label = Label.objects.get(case__external_id="P001")
     assert (label.rater, label.modality, label.case.split) == ("r2", "t1fsce", "TRAIN")
     np.testing.assert_array_equal(load_volume(label.path, kind="label").data, phantoms[0].truth)
+
+
+def zipped(folder, target):
+    with zipfile.ZipFile(target, "w") as z:
+        for path in folder.rglob("*.dcm"):
+            z.write(path, str(path.relative_to(folder)))
+    return target
+
+
+def test_web_upload_scans_then_imports_with_the_mapping(export, tmp_path, client_for, coordinator, reader):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from django.urls import reverse
+
+    from tests.factories import make_dataset
+
+    dataset = make_dataset(name="web", n_cases=0, prediction_sets=())
+    data = zipped(export, tmp_path / "pacs.zip").read_bytes()
+    c = client_for(coordinator)
+    scan = c.post(reverse("pipeline:dataset_dicom_scan", args=[dataset.pk]),
+                  {"archive": SimpleUploadedFile("pacs.zip", data)}).json()
+    rows = {r["description"]: r for r in scan["descriptions"]}
+    assert scan["patients"] == 2 and rows["T2 TSE"]["guess"] == "t2" and rows["T1 FS CE axial"]["guess"] == "t1fsce"
+    assert rows["localizer"]["guess"] == "" and rows["T2 TSE"]["series"] == 2 and "Doe" not in str(scan)
+    url = reverse("pipeline:dataset_dicom_import", args=[dataset.pk])
+    refused = c.post(url, {"archive": SimpleUploadedFile("pacs.zip", data), "modality": ["T2"]})
+    assert refused.status_code == 400 and "write it as" in refused.json()["error"]
+    response = c.post(url, {"archive": SimpleUploadedFile("pacs.zip", data), "split": "VAL", "case_name": "hash",
+                            "modality": ["T1 FS CE axial=t1fsce", "T2 TSE=t2"]})
+    body = response.json()
+    assert response.status_code == 200 and len(body["cases_imported"]) == 2, body
+    assert set(Case.objects.filter(dataset=dataset).values_list("split", flat=True)) == {"VAL"}
+    assert client_for(reader).post(url, {"archive": SimpleUploadedFile("pacs.zip", data)}).status_code == 403
+    missing = c.post(url, {"modality": ["T2 TSE=t2"]})
+    assert missing.status_code == 400 and missing.json()["error"].startswith("archive:")
+
+
+def test_api_imports_dicom_with_a_token(export, tmp_path, client, coordinator):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+    from django.urls import reverse
+
+    from accounts.tokens import new_token
+
+    url = reverse("pipeline:api_import_dicom", args=["scripted"])
+    data = zipped(export, tmp_path / "pacs.zip").read_bytes()
+    assert client.post(url, {"archive": SimpleUploadedFile("a.zip", data)}).status_code == 401
+    _, key = new_token(coordinator)
+    auth = {"HTTP_AUTHORIZATION": f"Token {key}"}
+    scan = client.post(url, {"archive": SimpleUploadedFile("a.zip", data), "scan": "1"}, **auth).json()
+    assert {r["description"] for r in scan["descriptions"]} == {"T1 FS CE axial", "T2 TSE", "localizer"}
+    assert not Dataset.objects.exists()
+    response = client.post(url, {"archive": SimpleUploadedFile("a.zip", data),
+                                 "modality": ["T1 FS CE*=t1fsce", "T2*=t2"],
+                                 "case_map": "patient_id,case\nP001,k1\nP002,k2"}, **auth)
+    assert response.status_code == 200, response.content
+    assert sorted(Case.objects.values_list("external_id", flat=True)) == ["k1", "k2"]
+    bad = client.post(url, {"archive": SimpleUploadedFile("a.zip", b"not a zip"), "modality": ["T2*=t2"]}, **auth)
+    assert bad.status_code == 400 and "a.zip: neither a folder nor a zip file" in bad.json()["error"]

@@ -84,6 +84,16 @@ def parse_split(value: str) -> str:
     return split
 
 
+def parse_rater(value: str) -> str:
+    value = str(value or "").strip()
+    if value:
+        try:
+            check_name(value, "rater")
+        except InvalidName as exc:
+            raise DicomImportError(f"--rater: {exc}") from None
+    return value
+
+
 def pseudonym_key() -> bytes:
     return settings.LABELGEN_PSEUDONYM_KEY.encode()
 
@@ -160,7 +170,7 @@ def _build_entries(dataset_name, scan, options, report, tmp):
             cases[s.study_uid if options.by_study else s.patient_id].append(s)
     for (description, modality), n in sorted(skipped.items()):
         report.add("warning", "-", f"{n} series described {description!r} ({modality or 'no modality'}) match no "
-                                   "--modality mapping: skipped")
+                                   "modality mapping: skipped")
     entries, names, identifying, native, refused = [], {}, {}, {}, set()
     study_index = _study_numbers(cases) if options.by_study else {}
     for key, series_list in cases.items():
@@ -273,3 +283,13 @@ def _seg_target(dataset_name, uids, native):
 def _case_split(dataset_name, case):
     found = Case.objects.filter(dataset__name=dataset_name, external_id=case).values_list("split", flat=True).first()
     return found or "TRAIN"
+
+
+def guess_modality(description: str, modalities) -> str:
+    """The known modality whose name the description holds, ignoring case and separators ('T1 FS CE axial' ->
+    't1fsce'); the longest name wins, so 't1fsce' beats 't1'. Empty if none: the coordinator decides."""
+    compact = "".join(ch for ch in description.lower() if ch.isalnum())
+    for modality in sorted(modalities, key=len, reverse=True):
+        if modality.lower() in compact:
+            return modality
+    return ""

@@ -19,7 +19,8 @@ DEFAULT_MODALITIES = ("t1fsce", "t2")
 @capability_required("coordinate")
 def upload_page(request, pk):
     dataset = get_object_or_404(Dataset, pk=pk)
-    return render(request, "pipeline/dataset_upload.html", {"dataset": dataset})
+    modalities = tuple(dataset.modalities()) or DEFAULT_MODALITIES
+    return render(request, "pipeline/dataset_upload.html", {"dataset": dataset, "modalities": modalities})
 
 
 @require_POST

@@ -1,5 +1,7 @@
 // Upload page: guess each file's role from its name, let the coordinator edit, then send the files and a
 // rich-format manifest in one request, with an upload progress bar, and show the import report.
+import { sendWithProgress, showReport } from "./import_report.js";
+
 const root = document.getElementById("upload");
 const input = document.getElementById("upload-files");
 const table = document.getElementById("upload-table");
@@ -72,61 +74,14 @@ function manifest() {
   return lines.join("\n") + "\n";
 }
 
-function showReport(report) {
-  reportEl.replaceChildren();
-  const p = document.createElement("p");
-  p.textContent = report.error || report.summary;
-  p.className = report.ok ? "" : "error";
-  reportEl.append(p);
-  if (report.issues && report.issues.length) {
-    const ul = document.createElement("ul");
-    ul.className = "issue-list";
-    for (const i of report.issues) {
-      const li = document.createElement("li");
-      li.className = `issue-${i.level}`;
-      li.textContent = `${i.level}: ${i.case}${i.file ? " · " + i.file : ""}: ${i.message}`;
-      ul.append(li);
-    }
-    reportEl.append(ul);
-  }
-  if (report.cases_imported && report.cases_imported.length) {
-    const a = document.createElement("a");
-    a.href = root.dataset.datasetUrl;
-    a.textContent = "See the dataset";
-    reportEl.append(a);
-  }
-}
-
-go.addEventListener("click", () => {
+go.addEventListener("click", async () => {
   const form = new FormData();
   for (const f of input.files) form.append("files", f, f.name);
   form.append("manifest", manifest());
   if (document.getElementById("upload-strict").checked) form.append("strict", "1");
-  const xhr = new XMLHttpRequest();
-  xhr.open("POST", root.dataset.uploadUrl);
-  xhr.setRequestHeader("X-CSRFToken", csrf);
-  bar.hidden = false;
-  bar.value = 0;
   go.disabled = true;
-  xhr.upload.onprogress = (e) => {
-    if (e.lengthComputable) {
-      bar.value = (100 * e.loaded) / e.total;
-      statusEl.textContent = `Uploading… ${(e.loaded / 2 ** 20).toFixed(1)} / ${(e.total / 2 ** 20).toFixed(1)} MB`;
-    }
-  };
-  xhr.upload.onload = () => { statusEl.textContent = "Uploaded; validating and importing…"; };
-  xhr.onload = () => {
-    go.disabled = false;
-    statusEl.textContent = "";
-    let report;
-    try { report = JSON.parse(xhr.responseText); } catch { report = {}; }
-    if (xhr.status >= 400 && !report.summary && !report.error) {
-      // not the import report (e.g. a proxy's error page, a request too large): say what happened
-      report = { ok: false, error: `The server refused the upload (${xhr.status} ${xhr.statusText}). Nothing was imported.` };
-    }
-    root.dataset.done = "1";
-    showReport(report);
-  };
-  xhr.onerror = () => { go.disabled = false; statusEl.textContent = "The upload failed (network). Nothing was imported; try again."; };
-  xhr.send(form);
+  const report = await sendWithProgress(root.dataset.uploadUrl, form, csrf, bar, statusEl);
+  go.disabled = false;
+  root.dataset.done = "1";
+  showReport(reportEl, report, root.dataset.datasetUrl);
 });

@@ -7,6 +7,7 @@ from pipeline.datasets.dicom_import import (
     DicomImportOptions,
     import_dicom,
     parse_modality_map,
+    parse_rater,
     parse_split,
     pseudonym_key,
     scan_summary,
@@ -46,7 +47,8 @@ class Command(BaseCommand):
             if not dataset:
                 raise CommandError("--dataset is required (or --scan to list the series first)")
             namer = self._namer(case_name, case_map)
-            opts = DicomImportOptions(parse_modality_map(modality), parse_split(split), by_study, namer, rater, strict)
+            opts = DicomImportOptions(parse_modality_map(modality), parse_split(split), by_study, namer,
+                                      parse_rater(rater), strict)
         except (DicomImportError, CaseNameError) as exc:
             raise CommandError(str(exc)) from None
         bar = tqdm(unit="case", desc=f"import {dataset}", disable=no_progress, file=self.stderr)
