@@ -14,7 +14,7 @@ from pydicom.uid import generate_uid
 from pipeline.core.io.dicom_seg import read_seg
 from pipeline.core.io.nifti import load_volume, save_nifti_atomic
 from pipeline.core.phantoms import make_phantom_case
-from pipeline.core.phantoms.dicom import quantize, write_mr_series
+from pipeline.core.phantoms.dicom import quantize, write_mr_series, write_phantom_patient
 from pipeline.datasets.dicom_import import series_hash
 from pipeline.models import Case, Dataset, Image, Label
 from tests.core.test_dicom import oblique
@@ -25,20 +25,8 @@ pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("media"),
 MAPPING = ["--modality", "T1 FS CE*=t1fsce", "--modality", "t2*=t2"]
 
 
-def write_patient(root, patient_id, case, *, affine=None, name="", birth_date="", extra=()):
-    """Two series (T1 FS CE, T2 TSE) and a localizer for one patient; returns their folders."""
-    study = generate_uid()
-    affine = case.affine if affine is None else affine
-    frame = generate_uid()
-    folders = {}
-    for number, (description, modality) in enumerate([("T1 FS CE axial", "t1fsce"), ("T2 TSE", "t2")], start=2):
-        folders[modality] = root / patient_id / description.replace(" ", "_")
-        write_mr_series(folders[modality], case.images[modality], affine, patient_id=patient_id, study_uid=study,
-                        series_number=number, description=description, patient_name=name, birth_date=birth_date,
-                        frame_of_reference_uid=frame)
-    write_mr_series(root / patient_id / "loc", case.images["t2"][:, :, :2], affine, patient_id=patient_id,
-                    study_uid=study, series_number=1, description="localizer")
-    return folders
+def write_patient(root, patient_id, case, *, affine=None, name="", birth_date=""):
+    return write_phantom_patient(root, patient_id, case, affine=affine, patient_name=name, birth_date=birth_date)
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,14 @@ from django.core.management import call_command
 
 from accounts.roles import can
 from evaluation.models import Study, Vote
-from pipeline.management.commands.setup_demo import ANNOTATION_TASK, DEMO_DATASET, OPEN_STUDY, SIMULATED_STUDY
-from pipeline.models import AnnotationTask, ComparisonRun, Dataset, Label, RefinementRun
+from pipeline.management.commands.setup_demo import (
+    ANNOTATION_TASK,
+    DEMO_DATASET,
+    DICOM_DATASET,
+    OPEN_STUDY,
+    SIMULATED_STUDY,
+)
+from pipeline.models import AnnotationTask, ComparisonRun, Dataset, Image, Label, RefinementRun
 
 pytestmark = pytest.mark.django_db
 
@@ -65,6 +71,15 @@ def test_setup_demo_builds_users_data_runs_and_studies_once(settings, tmp_path):
     assert (report["rereads"] or {}).get("n", 0) == rereads and report["primary"]["p_value"] is not None
     assert report["headline"].startswith(f"Arm {closed.primary_arm.name} was preferred")
     assert 0 <= closed.planned_power["power"] <= 1 and "Monte Carlo" in closed.planned_power["line"]
+    # Issue 18: a PACS-style DICOM export, imported under pseudonyms, its SEG outline in and out again.
+    dicom = Dataset.objects.get(name=DICOM_DATASET)
+    names = sorted(dicom.cases.values_list("external_id", flat=True))
+    assert len(names) == 4 and all(n.startswith("case-") for n in names)
+    assert Image.objects.filter(case__dataset=dicom).exclude(dicom_series="").count() == 8
+    outline = Label.objects.get(case__dataset=dicom, source="expert")
+    assert (outline.rater, outline.modality) == ("pacs", "t2") and outline.voxel_count > 0
+    assert [p.suffix for p in (tmp_path / "demo-dicom" / "seg-export").iterdir()] == [".dcm"]
+    assert "identifying tags (PatientBirthDate, PatientName)" in out.getvalue()
 
     before = _counts()
     call_command("setup_demo", cases=6, clustering_epochs=2, unet_epochs=1, stdout=io.StringIO())

@@ -16,6 +16,7 @@ from pipeline.core.io.dicom_seg import SegmentInfo, read_seg, referenced_series_
 from pipeline.core.io.dicom_series import SeriesError, read_series
 from pipeline.core.phantoms import make_phantom_case
 from pipeline.core.phantoms.dicom import quantize, write_mr_series
+from pipeline.core.phantoms.dicom_demo import tilted
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
 
@@ -27,10 +28,7 @@ def phantom():
 
 def oblique(affine, angle=0.4):
     """The phantom's grid tilted about x and y (a double-oblique MR), shifted off the origin."""
-    rx = np.array([[1, 0, 0], [0, np.cos(angle), -np.sin(angle)], [0, np.sin(angle), np.cos(angle)]])
-    ry = np.array([[np.cos(angle / 2), 0, np.sin(angle / 2)], [0, 1, 0], [-np.sin(angle / 2), 0, np.cos(angle / 2)]])
-    out = np.array(affine, dtype=np.float64)
-    out[:3, :3] = ry @ rx @ out[:3, :3]
+    out = tilted(affine, angle)
     out[:3, 3] = [12.5, -30.0, 41.0]
     return out
 

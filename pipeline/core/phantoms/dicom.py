@@ -103,3 +103,27 @@ def _slice_header(patient_id, patient_name, birth_date, study_uid, series_uid, f
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
     return ds
+
+
+#: The series of a phantom patient as a PACS exports them: (SeriesNumber, SeriesDescription, phantom modality).
+PACS_SERIES = ((2, "T1 FS CE axial", "t1fsce"), (3, "T2 TSE", "t2"))
+
+
+def write_phantom_patient(root, patient_id, case, *, affine=None, patient_name="", birth_date="",
+                          localizer=True) -> dict[str, Path]:
+    """One phantom case as one patient's study: a T1 FS CE and a T2 series on one frame of reference, and a
+    two-slice localizer that a mapping skips. ``affine`` (RAS) overrides the case's (e.g. an oblique one).
+    Returns each phantom modality's series folder (``root/<patient_id>/<description>``)."""
+    study, frame = generate_uid(), generate_uid()
+    affine = case.affine if affine is None else affine
+    folders = {}
+    for number, description, modality in PACS_SERIES:
+        folders[modality] = Path(root) / patient_id / description.replace(" ", "_")
+        write_mr_series(folders[modality], case.images[modality], affine, patient_id=patient_id, study_uid=study,
+                        series_number=number, description=description, patient_name=patient_name,
+                        birth_date=birth_date, frame_of_reference_uid=frame)
+    if localizer:
+        write_mr_series(Path(root) / patient_id / "localizer", case.images["t2"][:, :, :2], affine,
+                        patient_id=patient_id, patient_name=patient_name, birth_date=birth_date, study_uid=study,
+                        series_number=1, description="localizer")
+    return folders

@@ -4,7 +4,9 @@ demo users (printed) -> a 20-case phantom dataset (three raters' outlines, and s
 strokes or a box, on six cases) -> step 1 + step 2 (finished runs, AI labels with QA) -> an open annotation
 task of two cases for reader1 (draw, make an AI label, accept it)
 -> two U-Nets trained on expert vs AI labels (a finished comparison) -> an open blind study of their TEST
-predictions for reader1 and reader2 -> a closed study with simulated votes, so the report has data.
+predictions for reader1 and reader2 -> a closed study with simulated votes, so the report has data
+-> a PACS-style DICOM export of four more phantom patients (with a SEG outline) imported under pseudonyms,
+and that outline exported back as DICOM SEG.
 """
 
 from pathlib import Path
@@ -27,6 +29,7 @@ OPEN_STUDY = "Demo: U-Net on expert labels vs on AI-assisted labels"
 SIMULATED_STUDY = "Demo: simulated readers (closed)"
 ANNOTATION_TASK = "Demo: mark two cases with strokes"
 SPARSE_KINDS = ("slices", "scribbles", "box", "slices", "scribbles", "box")
+DICOM_DATASET = "phantom-dicom"
 
 
 class Command(BaseCommand):
@@ -75,6 +78,24 @@ class Command(BaseCommand):
         self.annotation_task(dataset)
         comparison = ComparisonRun.objects.filter(dataset=dataset, status="succeeded").latest("id")
         self.studies(dataset, comparison)
+        self.dicom_demo()
+
+    def dicom_demo(self):
+        from pipeline.core.phantoms.dicom_demo import write_pacs_export
+        from pipeline.models import Dataset
+
+        if Dataset.objects.filter(name=DICOM_DATASET).exists():
+            return
+        folder = Path(settings.VAR_DIR) / "demo-dicom"
+        archive = write_pacs_export(folder, n_patients=4, seed=40)
+        self.stdout.write(f"Importing the DICOM export {archive} (pseudonymised case names)…")
+        call_command("import_dicom", str(archive), dataset=DICOM_DATASET, case_name="hash", rater="pacs",
+                     modality=["T1 FS CE*=t1fsce", "T2*=t2"], no_progress=True, stdout=self.stdout)
+        Dataset.objects.filter(name=DICOM_DATASET).update(
+            description="Imported from a PACS-style DICOM zip (var/demo-dicom/pacs.zip): case names are keyed "
+                        "hashes of the PatientIDs; the expert label came in as DICOM SEG.")
+        call_command("export_labels", dataset=DICOM_DATASET, source="expert", out=str(folder / "seg-export"),
+                     format="dicom-seg", dicom_source=str(archive), stdout=self.stdout)
 
     def annotation_task(self, dataset):
         from pipeline.annotation.services import create_task
