@@ -4,6 +4,7 @@ from tqdm import tqdm
 from pipeline.core.io.manifest import ManifestError, read_manifest
 from pipeline.core.io.names import InvalidName, check_name
 from pipeline.datasets.importing import import_entries
+from pipeline.management.commands._import_report import write_report
 
 
 class Command(BaseCommand):
@@ -38,10 +39,4 @@ class Command(BaseCommand):
 
         report = import_entries(dataset, parsed.entries, strict=strict, max_voxels=max_voxels, progress=progress)
         bar.close()
-        for issue in report.issues:
-            style = {"error": self.style.ERROR, "warning": self.style.WARNING}.get(issue.level, str)
-            self.stdout.write(style(str(issue)))
-        self.stdout.write(self.style.SUCCESS(report.summary()) if report.ok else self.style.ERROR(report.summary()))
-        if not report.ok:
-            raise CommandError(f"{len(report.cases_failed)} case(s) were not imported: "
-                               f"{', '.join(report.cases_failed)}")
+        write_report(self, report)

@@ -12,6 +12,7 @@ from pipeline.datasets.dicom_import import (
     pseudonym_key,
     scan_summary,
 )
+from pipeline.management.commands._import_report import write_report
 
 
 class Command(BaseCommand):
@@ -64,13 +65,7 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from None
         finally:
             bar.close()
-        for issue in report.issues:
-            style = {"error": self.style.ERROR, "warning": self.style.WARNING}.get(issue.level, str)
-            self.stdout.write(style(str(issue)))
-        self.stdout.write(self.style.SUCCESS(report.summary()) if report.ok else self.style.ERROR(report.summary()))
-        if not report.ok:
-            raise CommandError(f"{len(report.cases_failed)} case(s) were not imported: "
-                               f"{', '.join(report.cases_failed)}")
+        write_report(self, report)
         if any(i.level == "error" for i in report.issues):
             raise CommandError("some files could not be read (listed above); the cases found were imported")
 
