@@ -3,8 +3,10 @@
 import pytest
 
 from pipeline.core.phantoms import make_phantom_case
+from pipeline.core.phantoms.dicom_demo import tilted
 from pipeline.models import Case, Dataset
 from tests.browser.conftest import login, screenshot
+from tests.browser.test_cases import canvas_brightness
 from tests.factories import make_user
 from tests.test_dicom_import import write_patient, zipped
 
@@ -14,7 +16,8 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser,
 
 def test_dicom_zip_is_scanned_mapped_and_imported(page, media, tmp_path):
     for i, pid in enumerate(["P001", "P002"]):
-        write_patient(tmp_path / "pacs", pid, make_phantom_case(f"c{i}", size=32, depth=8, seed=i), name="Doe^Jane")
+        case = make_phantom_case(f"c{i}", size=32, depth=8, seed=i)
+        write_patient(tmp_path / "pacs", pid, case, name="Doe^Jane", affine=tilted(case.affine) if i else None)
     archive = zipped(tmp_path / "pacs", tmp_path / "pacs.zip")
     make_user("d_coord", "coordinator")
     ds = Dataset.objects.create(name="from-pacs")
@@ -40,4 +43,11 @@ def test_dicom_zip_is_scanned_mapped_and_imported(page, media, tmp_path):
     cases = Case.objects.filter(dataset=ds)
     assert cases.count() == 2 and all(c.external_id.startswith("case-") and c.split == "VAL" for c in cases)
     assert all(sorted(c.images.values_list("modality", flat=True)) == ["t1fsce", "t2"] for c in cases)
+    oblique = next(c for c in cases if abs(c.reference_image().affine[1][2]) > 0.1)
+    page.goto(oblique.get_absolute_url())  # the double-oblique case in the viewer, as stored (not resampled)
+    page.wait_for_selector("#case-viewer[data-ready='1']", timeout=60_000)
+    lit, _ = canvas_brightness(page, "#case-viewer canvas")
+    assert lit > 0.05, lit
+    assert "from DICOM series 2 'T1 FS CE axial'" in page.inner_text("main")
+    screenshot(page, "dicom-oblique-case")
     assert not page.js_errors, page.js_errors
