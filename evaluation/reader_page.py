@@ -18,12 +18,12 @@ def item_modalities(item):
     return mods
 
 
-def _next_position(assignment, position):
-    """The first unanswered item after ``position`` (wrapping round), or None when no other is left."""
-    open_positions = list(assignment.items.filter(vote__isnull=True).exclude(position=position)
-                          .order_by("position").values_list("position", flat=True))
+def _total_and_next(assignment, position):
+    """``(number of items, the first unanswered item after position (wrapping round) or None)``, in one query."""
+    rows = list(assignment.items.order_by("position").values_list("position", "vote__id"))
+    open_positions = [p for p, vote in rows if vote is None and p != position]
     after = [p for p in open_positions if p > position]
-    return (after or open_positions or [None])[0]
+    return len(rows), (after or open_positions or [None])[0]
 
 
 def item_urls(assignment, position, preview=False):
@@ -42,11 +42,10 @@ def item_payload(item, *, preview=False):
     """Everything the page needs for one item; blinded (no arm, set or run appears here)."""
     assignment = item.assignment
     vote = getattr(item, "vote", None)
-    total = assignment.items.count()
+    total, nxt = _total_and_next(assignment, item.position)
     if preview:  # a coordinator walks through in order; nothing is answered in a preview
         nxt = item.position + 1 if item.position < total else None
-    else:
-        nxt = _next_position(assignment, item.position)
+    modalities = item_modalities(item)
     return {
         "position": item.position,
         "total": total,
@@ -54,8 +53,8 @@ def item_payload(item, *, preview=False):
                                              "grade": vote.grade, "comment": vote.comment},
         "urls": item_urls(assignment, item.position, preview),
         "next": None if nxt is None else {"position": nxt, **item_urls(assignment, nxt, preview)},
-        "modalities": item_modalities(item),
-        "viewer": item_viewer_config(item, item_modalities(item)),
+        "modalities": modalities,
+        "viewer": item_viewer_config(item, modalities),
     }
 
 

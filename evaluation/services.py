@@ -8,7 +8,7 @@ import statistics
 from dataclasses import dataclass
 
 from django.contrib.auth import get_user_model
-from django.db import IntegrityError, transaction
+from django.db import transaction
 from django.db.models import Count, Max, Q
 from django.utils import timezone
 
@@ -191,11 +191,33 @@ def _queue_full_report(study_pk):
 class VoteResult:
     vote: Vote
     outcome: str  # "created", "unchanged" (an idempotent resubmit) or "changed"
+    progress: tuple[int, int] | None = None  # (done, total), when recording the vote already counted them
 
 
 def _same(vote, data):
     return (vote.choice == data["choice"] and vote.confidence == data.get("confidence")
             and vote.grade == data.get("grade") and vote.comment == data.get("comment", ""))
+
+
+_ANSWER_FIELDS = ("choice", "confidence", "grade", "comment")
+
+
+def _insert_first_vote(item, fields):
+    """The hot path, one INSERT and one SELECT: insert the vote unless one exists (ON CONFLICT DO NOTHING, no
+    savepoint), then read the assignment's progress and this item's stored answer in one statement.
+
+    Returns the :class:`VoteResult`, or None when another answer to this item was stored first (a concurrent
+    request): the caller then compares with it as with any existing vote."""
+    vote = Vote(item=item, **fields)
+    Vote.objects.bulk_create([vote], ignore_conflicts=True)
+    mine = Q(pk=item.pk)
+    row = Item.objects.filter(assignment_id=item.assignment_id).aggregate(
+        total=Count("id"), done=Count("vote"), revision=Max("vote__revision", filter=mine),
+        **{name: Max(f"vote__{name}", filter=mine) for name in _ANSWER_FIELDS})
+    stored = Vote(**{name: row[name] for name in _ANSWER_FIELDS})
+    if row["revision"] != 1 or not _same(stored, fields):
+        return None
+    return VoteResult(vote, "created", (row["done"], row["total"]))
 
 
 def record_vote(item, user, data):
@@ -216,11 +238,10 @@ def record_vote(item, user, data):
     arm = item.arm_for(data["choice"])
     fields = {"choice": data["choice"], "arm": arm, "confidence": data.get("confidence"),
               "grade": data.get("grade"), "comment": data.get("comment", ""), "time_ms": data.get("time_ms") or 0}
-    try:
-        with transaction.atomic():
-            return VoteResult(Vote.objects.create(item=item, **fields), "created")
-    except IntegrityError:
-        pass  # a vote exists (maybe a concurrent double submit): compare with it below
+    if not hasattr(item, "vote"):  # select_related("vote") tells without a query
+        result = _insert_first_vote(item, fields)
+        if result is not None:
+            return result
     with transaction.atomic():
         vote = Vote.objects.select_for_update().get(item=item)
         if _same(vote, fields):

@@ -26,10 +26,20 @@ def _assignment(request, pk):
                              preview=False, study__status__in=[Study.Status.OPEN, Study.Status.CLOSED])
 
 
+_ITEM_RELATED = ("study_case__case", "arm_left", "arm_right", "vote", "assignment__study")
+
+
 def _item(assignment, position):
+    return get_object_or_404(Item.objects.select_related(*_ITEM_RELATED), assignment=assignment, position=position)
+
+
+def _my_item(request, pk, position):
+    """The current reader's item at ``position`` of study ``pk``, with its assignment and study, in one query
+    (the same 404s as :func:`_assignment` followed by :func:`_item`)."""
     return get_object_or_404(
-        Item.objects.select_related("study_case__case", "arm_left", "arm_right", "vote", "assignment__study"),
-        assignment=assignment, position=position)
+        Item.objects.select_related(*_ITEM_RELATED), assignment__study_id=pk, assignment__reader=request.user,
+        assignment__preview=False, assignment__study__status__in=[Study.Status.OPEN, Study.Status.CLOSED],
+        position=position)
 
 
 @capability_required("vote")
@@ -55,11 +65,10 @@ def study_start(request, pk):
 @never_cache
 @capability_required("vote")
 def reader_item(request, pk, position):
-    assignment = _assignment(request, pk)
-    study = assignment.study
+    item = _my_item(request, pk, position)
+    study = item.assignment.study
     if not study.is_open:
         return render(request, "evaluation/reader_closed.html", {"study": study})
-    item = _item(assignment, position)
     if hasattr(item, "vote") and not study.allow_revisit:
         return redirect("evaluation:study_start", pk)
     return render(request, "evaluation/reader.html", page_context(request, item))
@@ -69,10 +78,10 @@ def reader_item(request, pk, position):
 @require_GET
 @capability_required("vote")
 def reader_item_config(request, pk, position):
-    assignment = _assignment(request, pk)
-    if not assignment.study.is_open:
+    item = _my_item(request, pk, position)
+    if not item.assignment.study.is_open:
         return JsonResponse({"error": "This study is closed."}, status=409)
-    return JsonResponse(item_payload(_item(assignment, position)))
+    return JsonResponse(item_payload(item))
 
 
 @require_POST
@@ -82,8 +91,8 @@ def reader_vote(request, pk, position):
 
     A draft study's items are a 404 here exactly as on its other reader URLs (no hint of the assignment).
     """
-    assignment = _assignment(request, pk)
-    item = _item(assignment, position)
+    item = _my_item(request, pk, position)
+    assignment = item.assignment
     try:
         payload = read_json(request, max_bytes=16 * 1024, empty={})
     except BadJSON as exc:
@@ -98,7 +107,7 @@ def reader_vote(request, pk, position):
         result = record_vote(item, request.user, form.cleaned_data)
     except StudyError as exc:
         return JsonResponse({"error": exc.message, "closed": not assignment.study.is_open}, status=exc.status)
-    done, total = counts(assignment)
+    done, total = result.progress or counts(assignment)
     return JsonResponse({"ok": True, "outcome": result.outcome, "position": position,
                          "progress": {"done": done, "total": total}})
 

@@ -68,8 +68,12 @@ MIDDLEWARE = [
 # `manage.py axes_reset_username NAME` / `axes_reset` clear them; admins also on /accounts/lockouts/.
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    # ModelBackend, reading the user's roles in the same query as the user (accounts/backends.py)
+    "accounts.backends.RoleBackend",
 ]
+# Sessions are read from the cache (Redis in production) and written through to the database: a reader's
+# request costs no session query while the cache holds it.
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
 # 10, not fewer: the per-address count is shared by everyone behind one hospital NAT.
 AXES_FAILURE_LIMIT = env_int("LABELGEN_LOGIN_FAILURES", 10)
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("LABELGEN_LOGIN_LOCKOUT_MINUTES", 15))

@@ -1,0 +1,71 @@
+"""The reader's hot path in SQL statements: a new vote and the item JSON (issue 19). Counted, not timed."""
+
+import json
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
+
+from evaluation.models import Vote
+from tests.factories import make_study
+
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("media")]
+
+
+def post_vote(client, study, position, **body):
+    return client.post(reverse("evaluation:reader_vote", args=[study.pk, position]), json.dumps(body),
+                       content_type="application/json")
+
+
+def queries(fn):
+    with CaptureQueriesContext(connection) as ctx:
+        response = fn()
+    return response, [q["sql"] for q in ctx.captured_queries]
+
+
+def test_new_vote_costs_at_most_5_statements_and_a_repeat_is_idempotent(client_for, reader):
+    study = make_study(n_cases=3, readers=[reader])
+    c = client_for(reader)
+    c.get(reverse("evaluation:reader_item_config", args=[study.pk, 1]))  # session and user warm, as in use
+    response, sql = queries(lambda: post_vote(c, study, 1, choice="left", time_ms=900))
+    assert response.status_code == 200 and response.json()["progress"] == {"done": 1, "total": 3}
+    assert len(sql) <= 5, "\n".join(sql)
+    assert sum(q.startswith("INSERT") for q in sql) == 1 and not any("SAVEPOINT" in q for q in sql)
+    response, sql_again = queries(lambda: post_vote(c, study, 1, choice="left", time_ms=900))
+    assert response.json()["outcome"] == "unchanged" and Vote.objects.count() == 1
+    assert response.json()["progress"] == {"done": 1, "total": 3}
+
+
+def test_item_json_costs_at_most_8_statements(client_for, reader):
+    study = make_study(n_cases=3, readers=[reader])
+    c = client_for(reader)
+    url = reverse("evaluation:reader_item_config", args=[study.pk, 2])
+    c.get(url)
+    response, sql = queries(lambda: c.get(url))
+    body = response.json()
+    assert response.status_code == 200 and body["position"] == 2 and body["total"] == 3 and body["next"]["position"] == 3
+    assert len(sql) <= 8, "\n".join(sql)
+
+
+@pytest.mark.parametrize("allow_revisit", [False, True])
+def test_a_concurrent_answer_stored_first_is_never_overwritten_silently(reader, allow_revisit):
+    """The race the one-statement insert must survive: between loading the item (no vote yet) and inserting,
+    another request stored a different answer. The insert is ignored and the answer is compared with it."""
+    from evaluation.models import Item
+    from evaluation.services import StudyError, record_vote
+
+    study = make_study(n_cases=2, readers=[reader], allow_revisit=allow_revisit)
+    item = Item.objects.select_related("vote", "assignment__study").get(assignment__reader=reader, position=1)
+    Vote.objects.create(item=item, choice="right", arm=item.arm_right, time_ms=500)  # the other request's
+    answer = {"choice": "left", "confidence": None, "grade": None, "comment": "", "time_ms": 700}
+    if allow_revisit:
+        result = record_vote(item, reader, answer)
+        assert result.outcome == "changed" and result.vote.revision == 2
+        assert Vote.objects.get().revisions.get().choice == "right"
+    else:
+        with pytest.raises(StudyError, match="already answered"):
+            record_vote(item, reader, answer)
+    stored = Vote.objects.get()
+    assert stored.choice == ("left" if allow_revisit else "right") and Vote.objects.count() == 1
+    assert study.assignments.get(reader=reader).items.filter(vote__isnull=False).count() == 1
