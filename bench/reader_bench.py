@@ -4,11 +4,14 @@
    localhost: bytes of volumes transferred and milliseconds from navigation start until both viewers have
    drawn; first visit (server converts the volumes), a second visit in a fresh browser (server cache warm),
    and moving on to the next item inside the page (volumes prefetched and decoded while the first is shown).
-2. Votes: N concurrent readers (threads, one session each) posting their answers: requests per second and
-   p50/p99 latency.
+2. Votes: N concurrent readers (threads) log in through the login form, warm every worker, then post their
+   answers, every tenth one twice (a double submit): votes per second, p50/p99 latency, the server's CPU
+   milliseconds per request (gunicorn's processes, from /proc) and a check afterwards that every answered item
+   has exactly one vote with the answer sent. Sessions and cache on Redis, as in production.
 
 Run: .venv/bin/python bench/reader_bench.py [--pg-url postgres://postgres@127.0.0.1:5432/labelgen_reader_bench]
-     [--readers 50 --cases 40 --workers 4 --sizes 256,512 --depth 32 --skip-browser --skip-votes]
+     [--readers 50 --cases 40 --workers 4 --threads 1 --sizes 256,512 --depth 32 --skip-browser --skip-votes]
+     [--cache-url redis://127.0.0.1:6379/7]
 The database named in --pg-url is dropped and created again.
 """
 
@@ -53,7 +56,8 @@ def environment(args, tmp):
     return {**os.environ, "DATABASE_URL": args.pg_url, "LABELGEN_VAR_DIR": str(tmp / "var"),
             "MEDIA_ROOT": str(tmp / "media"), "STATIC_ROOT": str(tmp / "static"), "SECRET_KEY": secrets.token_hex(32),
             "LABELGEN_HTTPS": "0", "DEBUG": "0", "ALLOWED_HOSTS": "127.0.0.1,localhost", "LOG_LEVEL": "WARNING",
-            "LABELGEN_PLAIN_STATIC": "1", "DJANGO_SETTINGS_MODULE": "labelgen_web.settings", "OMP_NUM_THREADS": "1"}
+            "LABELGEN_PLAIN_STATIC": "1", "DJANGO_SETTINGS_MODULE": "labelgen_web.settings", "OMP_NUM_THREADS": "1",
+            "CACHE_URL": args.cache_url, "LABELGEN_LOGIN_FAILURES": "1000"}
 
 
 def mri_like(shape, rng, center):
@@ -121,8 +125,11 @@ def setup_data(args):
     rng = np.random.default_rng(0)
     readers_group = Group.objects.get_or_create(name="Readers")[0]
 
+    passwords = {}
+
     def reader(name):
-        u = User.objects.create_user(name, password=secrets.token_hex(8))
+        passwords[name] = secrets.token_hex(8)
+        u = User.objects.create_user(name, password=passwords[name])
         u.groups.add(readers_group)
         return u
 
@@ -138,15 +145,16 @@ def setup_data(args):
         users = [reader(f"voter{i:02d}") for i in range(args.readers)]
         study = create_study(dataset=ds, prediction_sets=list(ds.prediction_sets.all()), title="votes",
                              readers=users, open_now=True, seed=2)
-        out["votes"] = [{"study": study.pk, "session": session_for(u), "items": args.cases} for u in users]
+        out["votes"] = [{"study": study.pk, "username": u.username, "password": passwords[u.username],
+                         "items": args.cases} for u in users]
     connections.close_all()
     return out
 
 
-def start_gunicorn(env, port, workers):
+def start_gunicorn(env, port, workers, threads=1):
     proc = subprocess.Popen(
         [str(ROOT / ".venv/bin/gunicorn"), "labelgen_web.wsgi", "-b", f"127.0.0.1:{port}", "-w", str(workers),
-         "--log-level", "warning"], cwd=ROOT, env=env)
+         "--threads", str(threads), "--log-level", "warning"], cwd=ROOT, env=env)
     for _ in range(200):
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
@@ -197,43 +205,105 @@ def bench_viewer(base, viewer):
     return results
 
 
-def bench_votes(port, voters):
-    latencies, errors, lock = [], [], threading.Lock()
+def request(port, method, path, body=None, headers=None):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    conn.request(method, path, body, headers or {})
+    r = conn.getresponse()
+    data = r.read()
+    conn.close()
+    return r, data
+
+
+def log_in(port, username, password):
+    """The login form, as a browser sends it: GET for the CSRF cookie and token, POST, keep the session."""
+    r, page = request(port, "GET", "/login/")
+    csrf = r.getheader("Set-Cookie").split("csrftoken=")[1].split(";")[0]
+    token = page.decode().split('name="csrfmiddlewaretoken" value="')[1].split('"')[0]
+    body = f"csrfmiddlewaretoken={token}&username={username}&password={password}"
+    r, _ = request(port, "POST", "/login/", body, {"Cookie": f"csrftoken={csrf}", "Referer": f"http://127.0.0.1:{port}/",
+                                                  "Content-Type": "application/x-www-form-urlencoded"})
+    cookies = r.getheader("Set-Cookie") or ""
+    if r.status != 302 or "sessionid=" not in cookies:
+        raise RuntimeError(f"login of {username} failed ({r.status})")
+    session = cookies.split("sessionid=")[1].split(";")[0]
+    csrf = cookies.split("csrftoken=")[1].split(";")[0] if "csrftoken=" in cookies else csrf
+    return {"Cookie": f"sessionid={session}; csrftoken={csrf}", "X-CSRFToken": csrf,
+            "Content-Type": "application/json", "Referer": f"http://127.0.0.1:{port}/"}
+
+
+def server_cpu_seconds(pid):
+    """User + system CPU of gunicorn's master and workers (clock ticks from /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for proc in Path("/proc").iterdir():
+        try:
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if proc.name == str(pid) or fields[1] == str(pid):  # fields[1]: the parent pid
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+def bench_votes(port, voters, server_pid):
+    headers = [log_in(port, v["username"], v["password"]) for v in voters]
+    warm = [threading.Thread(target=request, args=(port, "GET", f"/studies/{v['study']}/read/1/config/", None, h))
+            for v, h in zip(voters, headers, strict=True)]  # every worker imports and connects before timing
+    for t in warm:
+        t.start()
+    for t in warm:
+        t.join()
+    latencies, errors, duplicates, lock = [], [], [], threading.Lock()
     barrier = threading.Barrier(len(voters))
 
-    def reader(v):
-        csrf = secrets.token_hex(16)  # a 32-character CSRF secret: cookie and header must match
-        headers = {"Cookie": f"sessionid={v['session']}; csrftoken={csrf}", "X-CSRFToken": csrf,
-                   "Content-Type": "application/json", "Referer": f"http://127.0.0.1:{port}/"}
+    def reader(v, h):
         mine = []
         barrier.wait()
         for pos in range(1, v["items"] + 1):
             body = json.dumps({"choice": "left" if pos % 2 else "right", "time_ms": 1000 + pos})
-            t0 = time.perf_counter()
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
-            conn.request("POST", f"/studies/{v['study']}/read/{pos}/vote/", body, headers)
-            r = conn.getresponse()
-            r.read()
-            conn.close()
-            mine.append(time.perf_counter() - t0)
-            if r.status != 200:
-                with lock:
-                    errors.append(r.status)
+            for attempt in range(2 if pos % 10 == 0 else 1):  # every tenth answer sent twice (a double submit)
+                t0 = time.perf_counter()
+                r, data = request(port, "POST", f"/studies/{v['study']}/read/{pos}/vote/", body, h)
+                mine.append(time.perf_counter() - t0)
+                if r.status != 200:
+                    with lock:
+                        errors.append(r.status)
+                elif attempt:
+                    with lock:
+                        duplicates.append(json.loads(data)["outcome"])
         with lock:
             latencies.extend(mine)
 
-    threads = [threading.Thread(target=reader, args=(v,)) for v in voters]
-    t0 = time.perf_counter()
+    threads = [threading.Thread(target=reader, args=(v, h)) for v, h in zip(voters, headers, strict=True)]
+    cpu0, t0 = server_cpu_seconds(server_pid), time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, server_cpu_seconds(server_pid) - cpu0
     ms = np.array(latencies) * 1000
-    return {"concurrent_readers": len(voters), "votes": len(latencies), "errors": len(errors),
-            "seconds": round(wall, 2), "votes_per_second": round(len(latencies) / wall, 1),
+    return {"concurrent_readers": len(voters), "requests": len(latencies), "errors": len(errors),
+            "duplicates_sent": len(duplicates), "duplicates_unchanged": duplicates.count("unchanged"),
+            "seconds": round(wall, 2), "requests_per_second": round(len(latencies) / wall, 1),
+            "votes_per_second": round((len(latencies) - len(duplicates)) / wall, 1),
             "p50_ms": round(float(np.percentile(ms, 50)), 1), "p99_ms": round(float(np.percentile(ms, 99)), 1),
-            "mean_ms": round(statistics.fmean(ms), 1)}
+            "mean_ms": round(statistics.fmean(ms), 1),
+            "server_cpu_ms_per_request": round(1000 * cpu / len(latencies), 2),
+            "votes_check": check_votes(voters)}
+
+
+def check_votes(voters):
+    """Every answered item has exactly one vote, with the answer sent (the database's word, after the run)."""
+    from django.db import connections
+    from django.db.models import Count
+
+    from evaluation.models import Item
+
+    rows = Item.objects.filter(assignment__study_id=voters[0]["study"]).annotate(n=Count("vote")).values_list(
+        "position", "n", "vote__choice")
+    wrong = [(p, n, c) for p, n, c in rows if n != 1 or c != ("left" if p % 2 else "right")]
+    connections.close_all()
+    return {"items": len(rows), "with_exactly_one_right_vote": len(rows) - len(wrong), "ok": not wrong}
 
 
 def main():
@@ -242,6 +312,8 @@ def main():
     parser.add_argument("--readers", type=int, default=50)
     parser.add_argument("--cases", type=int, default=40, help="items per reader in the vote run")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
+    parser.add_argument("--threads", type=int, default=1, help="threads per gunicorn worker (gthread if > 1)")
+    parser.add_argument("--cache-url", default="redis://127.0.0.1:6379/7", help="cache and sessions ('' = files)")
     parser.add_argument("--sizes", default="256,512")
     parser.add_argument("--depth", type=int, default=32)
     parser.add_argument("--skip-browser", action="store_true")
@@ -258,14 +330,16 @@ def main():
     data = setup_data(args)
     setup_s = time.perf_counter() - t0
     port = free_port()
-    server = start_gunicorn(env, port, args.workers)
-    result = {"server": f"gunicorn -w {args.workers} (sync) + PostgreSQL, localhost", "cpus": os.cpu_count(),
+    server = start_gunicorn(env, port, args.workers, args.threads)
+    kind = "sync" if args.threads == 1 else f"gthread x{args.threads}"
+    result = {"server": f"gunicorn -w {args.workers} ({kind}) + PostgreSQL, cache {args.cache_url or 'files'}",
+              "cpus": os.cpu_count(),
               "setup_seconds": round(setup_s, 1)}
     try:
         if not args.skip_browser:
             result["viewer"] = bench_viewer(f"http://127.0.0.1:{port}", data["viewer"])
         if not args.skip_votes:
-            result["votes"] = bench_votes(port, data["votes"])
+            result["votes"] = bench_votes(port, data["votes"], server.pid)
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -234,6 +234,10 @@ class Item(models.Model):
     def arm_for(self, choice):
         return {"left": self.arm_left, "right": self.arm_right}.get(choice)
 
+    def arm_id_for(self, choice):
+        """The id of the arm a choice picks (None for "none"), without loading the arm."""
+        return {"left": self.arm_left_id, "right": self.arm_right_id}.get(choice)
+
 
 class Vote(models.Model):
     class Choice(models.TextChoices):

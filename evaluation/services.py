@@ -204,20 +204,25 @@ _ANSWER_FIELDS = ("choice", "confidence", "grade", "comment")
 
 def _insert_first_vote(item, fields):
     """The hot path, one INSERT and one SELECT: insert the vote unless one exists (ON CONFLICT DO NOTHING, no
-    savepoint), then read the assignment's progress and this item's stored answer in one statement.
+    savepoint), then read the assignment's progress and this item's stored vote in one statement.
 
-    Returns the :class:`VoteResult`, or None when another answer to this item was stored first (a concurrent
-    request): the caller then compares with it as with any existing vote."""
+    Returns the :class:`VoteResult` ("created", or "unchanged" when the same answer was stored first), or None
+    when a different answer to this item was stored first (a concurrent request): the caller then compares
+    with it as with any existing vote."""
     vote = Vote(item=item, **fields)
     Vote.objects.bulk_create([vote], ignore_conflicts=True)
     mine = Q(pk=item.pk)
     row = Item.objects.filter(assignment_id=item.assignment_id).aggregate(
-        total=Count("id"), done=Count("vote"), revision=Max("vote__revision", filter=mine),
-        **{name: Max(f"vote__{name}", filter=mine) for name in _ANSWER_FIELDS})
-    stored = Vote(**{name: row[name] for name in _ANSWER_FIELDS})
-    if row["revision"] != 1 or not _same(stored, fields):
-        return None
-    return VoteResult(vote, "created", (row["done"], row["total"]))
+        total=Count("id"), done=Count("vote"), vote_id=Max("vote__id", filter=mine),
+        created_at=Max("vote__created_at", filter=mine), **{name: Max(f"vote__{name}", filter=mine)
+                                                           for name in _ANSWER_FIELDS})
+    progress = (row["done"], row["total"])
+    if row["created_at"] == vote.created_at:  # ours was inserted (created_at is set on the instance by the insert)
+        vote.pk = row["vote_id"]
+        return VoteResult(vote, "created", progress)
+    if _same(Vote(**{name: row[name] for name in _ANSWER_FIELDS}), fields):
+        return VoteResult(Vote.objects.get(pk=row["vote_id"]), "unchanged", progress)  # a double submit
+    return None
 
 
 def record_vote(item, user, data):
@@ -235,10 +240,10 @@ def record_vote(item, user, data):
                          else "This study is not open yet.", 409)
     if data["choice"] not in study.choices():
         raise StudyError("“No preference” is not allowed in this study.")
-    arm = item.arm_for(data["choice"])
-    fields = {"choice": data["choice"], "arm": arm, "confidence": data.get("confidence"),
+    fields = {"choice": data["choice"], "arm_id": item.arm_id_for(data["choice"]), "confidence": data.get("confidence"),
               "grade": data.get("grade"), "comment": data.get("comment", ""), "time_ms": data.get("time_ms") or 0}
-    if not hasattr(item, "vote"):  # select_related("vote") tells without a query
+    known = item.vote if hasattr(item, "vote") else None  # select_related("vote") tells without a query
+    if known is None or known.pk is None:
         result = _insert_first_vote(item, fields)
         if result is not None:
             return result
@@ -249,7 +254,7 @@ def record_vote(item, user, data):
         if not study.allow_revisit:
             raise StudyError("You already answered this item and this study does not allow changing answers.",
                              409)
-        VoteRevision.objects.create(vote=vote, revision=vote.revision, choice=vote.choice, arm=vote.arm,
+        VoteRevision.objects.create(vote=vote, revision=vote.revision, choice=vote.choice, arm_id=vote.arm_id,
                                     confidence=vote.confidence, grade=vote.grade, comment=vote.comment,
                                     time_ms=vote.time_ms,
                                     answered_at=vote.updated_at)

@@ -33,11 +33,11 @@ def _item(assignment, position):
     return get_object_or_404(Item.objects.select_related(*_ITEM_RELATED), assignment=assignment, position=position)
 
 
-def _my_item(request, pk, position):
+def _my_item(request, pk, position, related=_ITEM_RELATED):
     """The current reader's item at ``position`` of study ``pk``, with its assignment and study, in one query
     (the same 404s as :func:`_assignment` followed by :func:`_item`)."""
     return get_object_or_404(
-        Item.objects.select_related(*_ITEM_RELATED), assignment__study_id=pk, assignment__reader=request.user,
+        Item.objects.select_related(*related), assignment__study_id=pk, assignment__reader=request.user,
         assignment__preview=False, assignment__study__status__in=[Study.Status.OPEN, Study.Status.CLOSED],
         position=position)
 
@@ -91,7 +91,7 @@ def reader_vote(request, pk, position):
 
     A draft study's items are a 404 here exactly as on its other reader URLs (no hint of the assignment).
     """
-    item = _my_item(request, pk, position)
+    item = _my_item(request, pk, position, related=("assignment__study", "vote"))  # what a vote needs
     assignment = item.assignment
     try:
         payload = read_json(request, max_bytes=16 * 1024, empty={})
