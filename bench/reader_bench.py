@@ -245,9 +245,12 @@ def server_cpu_seconds(pid):
     return total / tick
 
 
-def bench_votes(port, voters, server_pid):
+def bench_votes(port, voters, server_pid, rate=0.0):
+    """``rate`` 0: closed loop (each reader sends its next answer as soon as the last is answered); else open
+    loop, the readers together offering ``rate`` answers per second on a fixed schedule (as people do: a
+    reader's next answer does not wait for a slow server), latency counted from the scheduled time."""
     headers = [log_in(port, v["username"], v["password"]) for v in voters]
-    warm = [threading.Thread(target=request, args=(port, "GET", f"/studies/{v['study']}/read/1/config/", None, h))
+    warm = [threading.Thread(target=request, args=(port, "GET", f"/studies/{v['study']}/read/1/config.json", None, h))
             for v, h in zip(voters, headers, strict=True)]  # every worker imports and connects before timing
     for t in warm:
         t.start()
@@ -256,13 +259,19 @@ def bench_votes(port, voters, server_pid):
     latencies, errors, duplicates, lock = [], [], [], threading.Lock()
     barrier = threading.Barrier(len(voters))
 
-    def reader(v, h):
+    interval = len(voters) / rate if rate else 0.0  # seconds between one reader's answers
+
+    def reader(index, v, h):
         mine = []
         barrier.wait()
+        start = time.perf_counter() + index * interval / len(voters)  # readers spread over one interval
         for pos in range(1, v["items"] + 1):
             body = json.dumps({"choice": "left" if pos % 2 else "right", "time_ms": 1000 + pos})
             for attempt in range(2 if pos % 10 == 0 else 1):  # every tenth answer sent twice (a double submit)
                 t0 = time.perf_counter()
+                if interval and not attempt:
+                    t0 = start + (pos - 1) * interval
+                    time.sleep(max(0.0, t0 - time.perf_counter()))
                 r, data = request(port, "POST", f"/studies/{v['study']}/read/{pos}/vote/", body, h)
                 mine.append(time.perf_counter() - t0)
                 if r.status != 200:
@@ -274,7 +283,8 @@ def bench_votes(port, voters, server_pid):
         with lock:
             latencies.extend(mine)
 
-    threads = [threading.Thread(target=reader, args=(v, h)) for v, h in zip(voters, headers, strict=True)]
+    threads = [threading.Thread(target=reader, args=(i, v, h))
+               for i, (v, h) in enumerate(zip(voters, headers, strict=True))]
     cpu0, t0 = server_cpu_seconds(server_pid), time.perf_counter()
     for t in threads:
         t.start()
@@ -282,7 +292,8 @@ def bench_votes(port, voters, server_pid):
         t.join()
     wall, cpu = time.perf_counter() - t0, server_cpu_seconds(server_pid) - cpu0
     ms = np.array(latencies) * 1000
-    return {"concurrent_readers": len(voters), "requests": len(latencies), "errors": len(errors),
+    return {"concurrent_readers": len(voters), "offered_votes_per_second": rate or "closed loop",
+            "requests": len(latencies), "errors": len(errors),
             "duplicates_sent": len(duplicates), "duplicates_unchanged": duplicates.count("unchanged"),
             "seconds": round(wall, 2), "requests_per_second": round(len(latencies) / wall, 1),
             "votes_per_second": round((len(latencies) - len(duplicates)) / wall, 1),
@@ -313,6 +324,8 @@ def main():
     parser.add_argument("--cases", type=int, default=40, help="items per reader in the vote run")
     parser.add_argument("--workers", type=int, default=4, help="gunicorn worker processes")
     parser.add_argument("--threads", type=int, default=1, help="threads per gunicorn worker (gthread if > 1)")
+    parser.add_argument("--rate", type=float, default=0.0,
+                        help="open loop: answers per second offered by all readers together (0: closed loop)")
     parser.add_argument("--cache-url", default="redis://127.0.0.1:6379/7", help="cache and sessions ('' = files)")
     parser.add_argument("--sizes", default="256,512")
     parser.add_argument("--depth", type=int, default=32)
@@ -339,7 +352,7 @@ def main():
         if not args.skip_browser:
             result["viewer"] = bench_viewer(f"http://127.0.0.1:{port}", data["viewer"])
         if not args.skip_votes:
-            result["votes"] = bench_votes(port, data["votes"], server.pid)
+            result["votes"] = bench_votes(port, data["votes"], server.pid, args.rate)
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -147,7 +147,7 @@ def volume(request, token, key):
     if what is None:
         raise Http404
     if what.startswith("base:"):
-        row, kind = item.study_case.case.images.get(modality=what[5:]), "image"
+        row, kind = item.study_case.case.images.get(modality=what[5:]), "display"  # 8-bit: for the eye
     else:
         row, kind = item.study_case.prediction_for(item.arm_for(what)), "label"
     return HttpResponse(viewer_bytes(row, kind), content_type="application/octet-stream")

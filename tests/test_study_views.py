@@ -107,6 +107,14 @@ def test_readers_are_confined_to_their_own_items(client_for, reader, reader2, co
     key = own["overlays"][0]["url"].rstrip("/").split("/")[-1]
     assert c.get(reverse("evaluation:volume", args=[item2.token, key])).status_code == 404
     assert c.get(own["overlays"][0]["url"]).status_code == 200
+    base = c.get(own["base"]["url"])  # the image under both overlays: 8-bit, a quarter of float32 or less
+    import gzip
+
+    import numpy as np
+
+    raw = gzip.decompress(base.content)
+    assert np.frombuffer(raw[70:72], np.int16)[0] == 2  # NIfTI datatype code 2: uint8
+    assert len(base.content) <= 32 * 32 * 8 * 4 / 4
     # Coordinators can fetch volumes (preview) but cannot vote.
     cc = client_for(coordinator)
     assert cc.get(own["overlays"][0]["url"]).status_code == 200

@@ -19,8 +19,9 @@ def _cache_path(sha, kind):
 
 
 def viewer_bytes(volume_row, kind):
-    """Bytes of an ``Image`` (``kind="image"``: int16 with scaling), a ``Label`` (``"label"``: uint8 0/1) or
-    a ``ClusterMap`` (``"clusters"``: ids as uint8 when they fit, else int16)."""
+    """Bytes of an ``Image`` (``kind="image"``: int16 with scaling; ``"display"``: uint8 over the 0.1-99.9
+    percentile range, for the reader study), a ``Label`` (``"label"``: uint8 0/1) or a ``ClusterMap``
+    (``"clusters"``: ids as uint8 when they fit, else int16)."""
     key = Path(volume_row.file).name.split(".")[0]  # stored files are named by their content's sha256
     path = _cache_path(key, kind)
     try:
@@ -37,7 +38,8 @@ def viewer_bytes(volume_row, kind):
     else:
         vol = load_volume(volume_row.path)
         data = vol.data
-    blob = viewer_nifti_bytes(data, vol.affine, kind=kind)
+    compresslevel = 6 if kind == "display" else None  # uint8 compresses well, and it is cached: worth it once
+    blob = viewer_nifti_bytes(data, vol.affine, kind=kind, compresslevel=compresslevel)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     with os.fdopen(fd, "wb") as f:

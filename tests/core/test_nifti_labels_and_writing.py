@@ -217,6 +217,25 @@ def test_viewer_image_int16_blinded_deterministic(tmp_path):
     np.testing.assert_allclose(nib.load(p).get_fdata(), img, atol=slope / 2 + 1e-3)
 
 
+def test_viewer_display_uint8_quarter_of_float32_within_half_a_grey_level():
+    img = _image()
+    img[0, 0, 0] = img.max() * 50  # one hot voxel must not flatten the rest into a few grey levels
+    b = viewer_nifti_bytes(img, AFFINE, kind="display", compresslevel=6)
+    n = _decode_viewer(b)
+    assert n.get_data_dtype() == np.uint8 and n.header["descrip"].item() == b""
+    assert len(gzip.decompress(b)) == 352 + img.size  # header + one byte per voxel: a quarter of float32
+    lo, hi = np.percentile(img, [0.1, 99.9])
+    slope = n.dataobj.slope
+    assert slope == pytest.approx((hi - lo) / 255, rel=1e-3)
+    inside = (img >= lo) & (img <= hi)
+    assert inside.mean() > 0.99
+    np.testing.assert_allclose(n.get_fdata()[inside], img[inside], atol=slope / 2 + 1e-3 * slope)
+    assert n.get_fdata()[0, 0, 0] == pytest.approx(lo + 255 * slope, rel=1e-4)  # clipped, not wrapped
+    np.testing.assert_allclose(n.affine, AFFINE, atol=1e-5)
+    flat = np.full(SHAPE, 7.0, np.float32)
+    np.testing.assert_allclose(_decode_viewer(viewer_nifti_bytes(flat, AFFINE, kind="display")).get_fdata(), 7.0)
+
+
 def test_viewer_integer_image_lossless_and_outliers_fall_back_to_float32():
     ints = np.random.default_rng(5).integers(0, 4000, SHAPE).astype(np.float32)
     n = _decode_viewer(viewer_nifti_bytes(ints, AFFINE))

@@ -186,17 +186,36 @@ def _int16_encoding(data: np.ndarray, max_rel_step: float, sample: int = 1 << 20
     return np.clip(q, -32767, 32767).astype(np.int16), slope, inter
 
 
+def _uint8_display_encoding(data: np.ndarray, sample: int = 1 << 20, percentiles=(0.1, 99.9)):
+    """uint8 + (slope, inter) spanning the 0.1-99.9 percentile range of ``data`` (values outside are clipped).
+
+    For showing, not for measuring: 256 grey levels are what a screen shows, and the reader compares two
+    overlays on the same image. A quarter of float32's bytes before gzip."""
+    flat = data.ravel(order="K")
+    sub = flat[:: max(1, flat.size // sample)].astype(np.float64)
+    lo, hi = (float(v) for v in np.percentile(sub, percentiles))
+    if hi <= lo:
+        lo, hi = float(data.min()), float(data.max())
+    if hi <= lo:
+        return np.zeros(data.shape, np.uint8), 1.0, lo
+    slope, inter = float(np.float32((hi - lo) / 255.0)), float(np.float32(lo))
+    q = np.rint((data.astype(np.float32) - np.float32(inter)) / np.float32(slope))
+    return np.clip(q, 0, 255).astype(np.uint8), slope, inter
+
+
 def viewer_nifti_bytes(
     data: np.ndarray,
     affine: np.ndarray,
     *,
-    kind: Literal["image", "label"] = "image",
+    kind: Literal["image", "label", "display"] = "image",
     max_rel_step: float = 1e-3,
     compresslevel: int | None = None,
 ) -> bytes:
     """Gzip-compressed NIfTI-1 bytes of ``data`` (X, Y, Z) for the browser viewer, blinded and deterministic.
 
     ``kind="label"``: integer values 0..255 stored as uint8 (non-integer/negative/too large -> VolumeError).
+    ``kind="display"``: an image as uint8 over its 0.1-99.9 percentile range (clipped outside; step = that
+    range/255), for the reader study's side-by-side view, a quarter of float32's bytes.
     ``kind="image"``: int16 with ``scl_slope``/``scl_inter`` (lossless for integer data in int16 range,
     otherwise error <= slope/2 = range/131068); float32 only if that step would exceed ``max_rel_step`` x the
     0.5-99.5 percentile spread. Blinded: ``descrip``, ``aux_file``, ``intent_name``, ``db_name`` empty, no
@@ -211,6 +230,10 @@ def viewer_nifti_bytes(
     affine = _check_affine(affine, what)
     if kind == "label":
         vox, slope, inter = label_to_uint8(data, what), 1.0, 0.0
+    elif kind == "display":
+        if data.dtype.kind not in "iufb" or (data.dtype.kind == "f" and not np.isfinite(data).all()):
+            raise VolumeError(what, "image must be numeric and finite")
+        vox, slope, inter = _uint8_display_encoding(data)
     elif kind == "image":
         if data.dtype.kind not in "iufb":
             raise VolumeError(what, f"image has non-numeric dtype {data.dtype}")
@@ -224,7 +247,7 @@ def viewer_nifti_bytes(
         else:
             vox, slope, inter = enc
     else:
-        raise VolumeError(what, f"kind must be 'image' or 'label', got {kind!r}")
+        raise VolumeError(what, f"kind must be 'image', 'display' or 'label', got {kind!r}")
     hdr = build_header(vox.shape, vox.dtype, affine, slope=slope, inter=inter)
     buf = io.BytesIO()
     _write_body(buf, hdr, vox, vox.dtype, what)
