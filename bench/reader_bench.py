@@ -179,7 +179,8 @@ def viewer_run(page, base, study_pk):
     page.wait_for_load_state("networkidle")  # the next item's volumes are prefetched meanwhile
     page.evaluate("window.labelgenReader.nextReady ? window.labelgenReader.nextReady() : true")  # ... and decoded
     t0 = time.perf_counter()
-    page.keyboard.press("f")
+    page.keyboard.press("a")  # A (left) is better ...
+    page.keyboard.press("Enter")  # ... sent: the next item shows
     page.wait_for_selector("#reader[data-ready='1'][data-position='2']", timeout=180_000)
     next_ms = (time.perf_counter() - t0) * 1000
     return {"ms_until_both_drawn": round(ready_ms), "volume_bytes": item_bytes,
