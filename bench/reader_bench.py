@@ -121,6 +121,7 @@ def setup_data(args):
     from django.db import connections
 
     from evaluation.services import create_study
+    from evaluation.volumes import prepare_study_volumes
 
     rng = np.random.default_rng(0)
     readers_group = Group.objects.get_or_create(name="Readers")[0]
@@ -139,6 +140,7 @@ def setup_data(args):
         users = [reader(f"view{size}a"), reader(f"view{size}b")]
         study = create_study(dataset=ds, prediction_sets=list(ds.prediction_sets.all()), title=f"{size}",
                              readers=users, open_now=True, seed=1)
+        prepare_study_volumes(study)  # what the worker's task does when a study opens
         out["viewer"][size] = {"study": study.pk, "sessions": [session_for(u) for u in users]}
     if not args.skip_votes:
         ds = make_dataset("votes", (32, 32, 8), args.cases, rng)
@@ -173,8 +175,11 @@ def viewer_run(page, base, study_pk):
     current = page.evaluate("(() => { const p = window.labelgenReader.pair;"
                             " return [p.config.base.url, ...p.viewers.map(v => v.overlays[0].url)]; })()")
     entries = page.evaluate("performance.getEntriesByType('resource').map(e => ({name: e.name,"
-                            " transfer: e.transferSize, body: e.encodedBodySize}))")
+                            " transfer: e.transferSize, body: e.encodedBodySize, end: e.responseEnd}))")
+    dom_ms = page.evaluate("performance.getEntriesByType('navigation')[0].domContentLoadedEventEnd")
     item_bytes = sum(e["body"] for e in entries if any(e["name"].endswith(u) for u in current))
+    bundle_ms = max((e["end"] for e in entries if "niivue" in e["name"]), default=None)
+    volumes_ms = max((e["end"] for e in entries if any(e["name"].endswith(u) for u in current)), default=None)
     page_bytes = sum(e["transfer"] for e in entries)
     page.wait_for_load_state("networkidle")  # the next item's volumes are prefetched meanwhile
     page.evaluate("window.labelgenReader.nextReady ? window.labelgenReader.nextReady() : true")  # ... and decoded
@@ -183,7 +188,9 @@ def viewer_run(page, base, study_pk):
     page.keyboard.press("Enter")  # ... sent: the next item shows
     page.wait_for_selector("#reader[data-ready='1'][data-position='2']", timeout=180_000)
     next_ms = (time.perf_counter() - t0) * 1000
-    return {"ms_until_both_drawn": round(ready_ms), "volume_bytes": item_bytes,
+    return {"ms_until_both_drawn": round(ready_ms), "ms_dom_ready": round(dom_ms),
+            "ms_viewer_code_loaded": bundle_ms and round(bundle_ms), "ms_volumes_received": volumes_ms and round(volumes_ms),
+            "volume_bytes": item_bytes,
             "all_bytes_transferred": page_bytes, "next_item_ms": round(next_ms)}
 
 

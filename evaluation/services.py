@@ -171,6 +171,7 @@ def set_status(study, status):
             raise StudyError("Assign at least one reader before opening the study.", 409)
         study.opened_at = study.opened_at or now
         study.closed_at = None
+        transaction.on_commit(lambda: _queue_volumes(study.pk))  # readers' first items need no conversion
     elif status == Study.Status.CLOSED:
         study.closed_at = now
         # the mixed model of the final votes, so the closed study's report is complete when first opened
@@ -179,6 +180,12 @@ def set_status(study, status):
         raise StudyError(f"Unknown or impossible status {status!r}.")
     study.status = status
     study.save(update_fields=["status", "opened_at", "closed_at"])
+
+
+def _queue_volumes(study_pk):
+    from evaluation import tasks
+
+    tasks.prepare_study_volumes.apply_async(args=[study_pk], queue="default")
 
 
 def _queue_full_report(study_pk):

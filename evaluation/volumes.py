@@ -63,3 +63,22 @@ def item_focus(item):
         item.focus = focus_of([v.data for v in vols], vols[0].affine)
         type(item).objects.filter(pk=item.pk).update(focus=item.focus)
     return item.focus
+
+
+def prepare_study_volumes(study):
+    """Convert every volume the study's readers will fetch (each case's images as 8-bit, each arm's prediction
+    as a mask) into the viewer cache, so a reader's first view of an item waits for no conversion.
+    Returns the number of volumes prepared."""
+    from pipeline.datasets.viewer import viewer_bytes
+    from pipeline.models import Image, Label
+
+    cases = study.study_cases.values_list("case_id", flat=True)
+    sets = study.arms.values_list("prediction_set_id", flat=True)
+    n = 0
+    for image in Image.objects.filter(case_id__in=cases):
+        viewer_bytes(image, "display")
+        n += 1
+    for label in Label.objects.filter(case_id__in=cases, prediction_set_id__in=sets):
+        viewer_bytes(label, "label")
+        n += 1
+    return n

@@ -69,3 +69,24 @@ def test_a_concurrent_answer_stored_first_is_never_overwritten_silently(reader, 
     stored = Vote.objects.get()
     assert stored.choice == ("left" if allow_revisit else "right") and Vote.objects.count() == 1
     assert study.assignments.get(reader=reader).items.filter(vote__isnull=False).count() == 1
+
+
+def test_a_study_s_volumes_are_prepared_before_its_readers_ask(reader, media, client_for, monkeypatch):
+    """The task queued when a study opens fills the viewer cache; the reader's first fetch converts nothing."""
+    from pathlib import Path
+
+    from evaluation.volumes import prepare_study_volumes
+    from pipeline.datasets import viewer
+
+    study = make_study(n_cases=2, readers=[reader])
+    assert prepare_study_volumes(study) == 2 * 2 + 2 * 2  # two modalities and two arms' predictions per case
+    assert len(list((Path(media) / "viewer-cache").rglob("*.nii.gz"))) == 8
+
+    def no_conversion(*args, **kwargs):
+        raise AssertionError("converted on request")
+
+    monkeypatch.setattr(viewer, "viewer_nifti_bytes", no_conversion)
+    c = client_for(reader)
+    cfg = c.get(reverse("evaluation:reader_item_config", args=[study.pk, 1])).json()["viewer"]
+    for url in [cfg["base"]["url"], *(o["url"] for o in cfg["overlays"])]:
+        assert c.get(url).status_code == 200
