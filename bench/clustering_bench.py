@@ -115,14 +115,21 @@ def main() -> None:
     ap.add_argument("--quality", action="store_true", help="fast preset on 10 phantoms: time + cluster quality")
     ap.add_argument("--set", default="{}", help="JSON overrides of the config, e.g. '{\"max_epochs\": 10}'")
     ap.add_argument("--epochs", type=int, default=3, help="speed mode: epochs per measurement")
+    ap.add_argument("--paper-cpu", action="store_true", help="also the paper preset on CPU, 8+2 cases 128x128x16")
     args = ap.parse_args()
     overrides = json.loads(args.set)
     if args.quality:
         print(json.dumps(_quality(overrides), indent=1))
         return
+    # speed only: the synthetic cases have no labels, so the epoch is kept by VAL loss (the paper's rule)
+    overrides = {"keep_epoch_by": "val_loss", **overrides}
     cpu_cfg = ClusteringConfig.preset("fast", device="cpu", max_epochs=args.epochs, patience=args.epochs,
                                       **overrides)
     out = {"cpu": _speed(cpu_cfg, n_train=4, n_val=1), "gpu": None}
+    if args.paper_cpu:  # the paper's settings on 8 TRAIN + 2 VAL cases of 128x128x16 (issue 19's reference set)
+        paper_cfg = ClusteringConfig.preset("paper", device="cpu", height=128, width=128, depth=16,
+                                            max_epochs=args.epochs, patience=args.epochs, **overrides)
+        out["cpu_paper"] = _speed(paper_cfg, n_train=8, n_val=2)
     if torch.cuda.is_available():
         gpu_cfg = ClusteringConfig.preset("paper", device="cuda", amp=True, max_epochs=args.epochs,
                                           patience=args.epochs)
