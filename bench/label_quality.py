@@ -31,6 +31,7 @@ def main():
     parser.add_argument("--depth", type=int, default=16)
     parser.add_argument("--preset", default="fast")
     parser.add_argument("--epochs", type=int, default=None, help="override max_epochs")
+    parser.add_argument("--set", default="{}", help="JSON overrides of the step-1 config, e.g. '{\"cpu_bf16\": true}'")
     parser.add_argument("--seed", type=int, default=0, help="phantom seed, and the first training seed")
     parser.add_argument("--training-seeds", type=int, default=1,
                         help="train step 1 this many times (seeds --seed, --seed + 1, ...); the goal is judged on "
@@ -74,7 +75,7 @@ def main():
 
     def one_training_seed(seed):
         """Step 1 with this training seed, then every step-2 run on its cluster maps."""
-        overrides = {"seed": seed, **({"max_epochs": args.epochs} if args.epochs else {})}
+        overrides = {"seed": seed, **({"max_epochs": args.epochs} if args.epochs else {}), **json.loads(args.set)}
         config = clustering_config(args.preset, overrides)
         t0 = time.perf_counter()
         clustering = ClusteringRun.objects.create(dataset=dataset, config=config.to_dict())

@@ -117,3 +117,28 @@ def test_slice_kernel_is_saved_with_the_model(tmp_path):
     loaded = ClusteringTrainer.load(tmp_path / "m.pt")
     assert loaded.config.slice_kernel == 1
     np.testing.assert_array_equal(loaded.predict(val[0]), trainer.predict(val[0]))
+
+
+def test_cpu_bf16_trains_in_bfloat16_and_stays_close_to_float32(monkeypatch):
+    """cpu_bf16 runs the network under bfloat16 autocast on the CPU (seen in the response's dtype) and, from
+    the same seed, follows the float32 run's losses closely; it is off unless asked for."""
+    assert ClusteringConfig().cpu_bf16 is False
+    with pytest.raises(ValueError, match="cpu_bf16 must be true or false"):
+        ClusteringConfig(cpu_bf16="yes")
+    train, val = _data()
+    dtypes = []
+    original = ClusterNet.forward
+
+    def spy(self, x):
+        y = original(self, x)
+        dtypes.append(y.dtype)
+        return y
+
+    monkeypatch.setattr(ClusterNet, "forward", spy)
+    plain = ClusteringTrainer(_config(max_epochs=3)).fit(train, val)
+    assert set(dtypes) == {torch.float32}
+    dtypes.clear()
+    bf16 = ClusteringTrainer(_config(max_epochs=3, cpu_bf16=True)).fit(train, val)
+    assert torch.bfloat16 in set(dtypes)
+    for a, b in zip(plain.history, bf16.history, strict=True):
+        assert b.train_loss == pytest.approx(a.train_loss, rel=0.02) and np.isfinite(b.val_loss)

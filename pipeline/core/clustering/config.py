@@ -35,6 +35,8 @@ class ClusteringConfig(TrainerConfig):
         seed: seeds weights, case order and augmentation (reproducible on CPU).
         device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         amp: mixed precision (float16 autocast + GradScaler); used on CUDA only.
+        cpu_bf16: bfloat16 autocast on the CPU (convolutions in bfloat16, no scaler needed); off by default
+            (``bench/clustering_bench.py --paper-cpu`` and ``bench/label_quality.py --set`` measure it).
         augment: random flip + affine augmentation of training cases.
         keep_epoch_by: which epoch's weights are kept, and what early stopping watches. ``"val_loss"`` (paper):
             the lowest VAL loss. ``"val_labels"``: the epoch whose VAL cluster maps best reproduce the VAL
@@ -64,6 +66,7 @@ class ClusteringConfig(TrainerConfig):
     seed: int = 0
     device: str = "auto"
     amp: bool = True
+    cpu_bf16: bool = False
     augment: bool = True
     keep_epoch_by: str = "val_loss"
 
@@ -75,7 +78,7 @@ class ClusteringConfig(TrainerConfig):
             ("lr", lambda v: v > 0, "> 0"),
             ("momentum", lambda v: 0 <= v < 1, "in [0, 1)"),
         ))
-        problems += self._check_switches()
+        problems += self._check_switches(("amp", "cpu_bf16", "augment"))
         if isinstance(self.slice_kernel, bool) or self.slice_kernel not in (1, 3):
             problems.append(f"slice_kernel must be 1 or 3, got {self.slice_kernel!r}")
         else:

@@ -83,6 +83,7 @@ class ClusteringTrainer:
         self.device = resolve_device(config.device)
         self.grid = GridSpec(config.height, config.width, config.depth)
         self.use_amp = bool(config.amp and self.device.type == "cuda")
+        self.use_bf16 = bool(config.cpu_bf16 and self.device.type == "cpu")
         self.loss_fn = ClusteringLoss(config.mu)
         self.model = self._new_model()
         self.n_modalities: int | None = None  # set by fit/load; predict needs the same count
@@ -118,6 +119,8 @@ class ClusteringTrainer:
             yield data[order[i:i + self.config.batch_size]].to(self.device, non_blocking=True)
 
     def _autocast(self):
+        if self.use_bf16:
+            return torch.autocast("cpu", dtype=torch.bfloat16)
         return torch.autocast(self.device.type, dtype=torch.float16, enabled=self.use_amp)
 
     # -------------------------------------------------------------------------------------------- fit
