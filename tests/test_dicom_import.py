@@ -140,6 +140,13 @@ def test_zip_and_by_study(export, tmp_path, phantoms):
     assert sorted(Case.objects.values_list("external_id", flat=True)) == ["P001_s1", "P001_s2", "P002_s1"]
 
 
+def test_an_unreadable_header_is_listed_and_the_command_exits_non_zero(export):
+    (export / "P002" / "broken.dcm").write_bytes(b"\0" * 128 + b"DICM" + b"\x02\x00\x10\x00UI\xff\xff")
+    with pytest.raises(CommandError, match="some files could not be read"):
+        run(export)
+    assert Case.objects.count() == 2  # the cases found were still imported
+
+
 def test_bad_options_are_refused_before_anything_is_read(export):
     with pytest.raises(CommandError, match="--modality 'T2': write it as"):
         call_command("import_dicom", str(export), "--dataset", "d", "--modality", "T2")

@@ -265,3 +265,18 @@ def test_case_names_hash_map_and_refusals(tmp_path):
     csv.write_text("patient_id,case\nP1,../etc\n")
     with pytest.raises(CaseNameError, match="map.csv, line 2: case"):
         read_mapping(csv)
+
+
+def test_a_sheared_stack_and_a_single_slice_are_refused(tmp_path, phantom):
+    folder = write(tmp_path, phantom)
+    for k, path in enumerate(slice_files(folder)):  # each slice shifted sideways by 1 mm more: a gantry tilt
+        position = [float(v) for v in pydicom.dcmread(path).ImagePositionPatient]
+        edit(path, ImagePositionPatient=[position[0] + k, position[1], position[2]])
+    with pytest.raises(SeriesError, match="not stacked along their normal"):
+        read_series(only_series(folder))
+
+    folder = write(tmp_path / "one", phantom)
+    for path in slice_files(folder)[1:]:
+        path.unlink()
+    with pytest.raises(SeriesError, match="single slice"):
+        read_series(only_series(folder))
