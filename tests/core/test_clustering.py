@@ -82,21 +82,82 @@ def test_loss_matches_independent_computation():
     torch.testing.assert_close(t.grad, want)
 
 
-def test_fused_continuity_equals_autograd_through_diffs_value_and_gradient():
-    """ContinuityL1's hand-written backward is the gradient of the plain expression (gradcheck in float64, and
-    equal to autograd through diff().abs().mean() in float32), including a size-1 axis that is skipped."""
-    from pipeline.core.clustering.model import ContinuityL1
+def test_fused_loss_equals_autograd_through_the_plain_expression():
+    """SelfLabelLoss computes its gradient in the forward pass: it is the gradient of the plain expression
+    (gradcheck in float64; equal to autograd through cross_entropy + diff().abs().mean() in float32, and close
+    under bfloat16), including a size-1 axis that is skipped; without grad it returns the same values."""
+    from pipeline.core.clustering.model import SelfLabelLoss
 
     y64 = torch.randn(2, 3, 5, 4, 3, dtype=torch.float64, requires_grad=True)
-    assert torch.autograd.gradcheck(ContinuityL1.apply, (y64,))
+    assert torch.autograd.gradcheck(lambda y: SelfLabelLoss.apply(y, 0.7)[0], (y64,))
+
+    def plain(y, mu):
+        ce = F.cross_entropy(y, y.detach().argmax(1))
+        cont = sum(y.diff(dim=a).abs().mean() for a in (2, 3, 4) if y.shape[a] > 1)
+        return ce + mu * cont, ce, cont
+
     for shape in [(2, 6, 9, 7, 5), (1, 4, 6, 5, 1)]:
         y = torch.randn(*shape, generator=torch.Generator().manual_seed(3), requires_grad=True)
-        plain = sum(y.diff(dim=a).abs().mean() for a in (2, 3, 4) if y.shape[a] > 1)
-        (grad_plain,) = torch.autograd.grad(plain, y)
-        fused = ContinuityL1.apply(y)
-        (grad_fused,) = torch.autograd.grad(fused, y)
-        torch.testing.assert_close(fused, plain)
+        want = plain(y, 0.7)
+        (grad_plain,) = torch.autograd.grad(want[0], y)
+        got = ClusteringLoss(0.7)(y)
+        (grad_fused,) = torch.autograd.grad(got[0], y)
+        for g, w in zip(got, want, strict=True):
+            torch.testing.assert_close(g, w)
         torch.testing.assert_close(grad_fused, grad_plain)
+        with torch.no_grad():
+            for g, w in zip(ClusteringLoss(0.7)(y), want, strict=True):
+                torch.testing.assert_close(g, w.detach())
+        *values, ids = ClusteringLoss(0.7).evaluate(y)
+        for g, w in zip(values, want, strict=True):
+            torch.testing.assert_close(g, w.detach())
+        assert torch.equal(ids, y.argmax(1))
+    yb = y.detach().to(torch.bfloat16).requires_grad_()
+    got = ClusteringLoss(0.7)(yb)
+    (grad_bf16,) = torch.autograd.grad(got[0], yb)
+    assert grad_bf16.dtype == torch.bfloat16 and got[0].dtype == torch.float32
+    torch.testing.assert_close(grad_bf16.float(), grad_plain, atol=2e-3, rtol=2e-2)
+
+
+def test_fused_loss_is_the_same_whatever_the_block_size():
+    """Blocks of a few rows of H (one row, rows not dividing H, the whole case) give the same values and
+    gradient: each difference along H is counted once and reaches both of its rows."""
+    from pipeline.core.clustering.model import self_label_loss
+
+    for shape in [(2, 5, 9, 4, 3), (1, 3, 1, 4, 2), (1, 3, 2, 1, 1)]:
+        y = torch.randn(*shape, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+        whole = self_label_loss(y, 0.6, with_grad=True, block_elements=10**9)
+        for rows in (1, 2, 4):
+            k, _, w, d = shape[1:]
+            got = self_label_loss(y, 0.6, with_grad=True, block_elements=rows * k * w * d)
+            for g, want in zip(got, whole, strict=True):
+                torch.testing.assert_close(g, want)
+
+
+def test_channels_last_and_grouped_response_give_the_same_loss_and_gradients():
+    """On the CPU the trainer runs the network channels-last and hands the loss its (B, M, C, H, W, D) view:
+    same response, loss, cluster ids and weight gradients as the plain layout."""
+    x = torch.randn(2, 2, 12, 10, 6, generator=torch.Generator().manual_seed(5))
+    results = []
+    for channels_last in (False, True):
+        torch.manual_seed(0)
+        net = ClusterNet(n_channels=4, n_conv=2, channels_last=channels_last)
+        loss = ClusteringLoss(0.5)
+        grouped = net.grouped(x)
+        assert grouped.shape == (2, 2, 4, 12, 10, 6)
+        total = loss(grouped)[0]
+        total.backward()
+        with torch.no_grad():
+            response = net(x)
+            *_, ids = loss.evaluate(net.grouped(x))
+        results.append((response, total.detach(), ids, [p.grad.clone() for p in net.parameters()]))
+    (r0, t0, i0, g0), (r1, t1, i1, g1) = results
+    torch.testing.assert_close(r1, r0, rtol=1e-4, atol=1e-4)  # other convolution algorithms: float rounding
+    torch.testing.assert_close(t1, t0)
+    torch.testing.assert_close(t0, ClusteringLoss(0.5)(r0)[0])
+    assert torch.equal(i0, r0.argmax(1)) and torch.equal(i1, r1.argmax(1))
+    for a, b in zip(g0, g1, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
 def test_augmentation_keeps_modalities_aligned():

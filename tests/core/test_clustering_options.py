@@ -127,14 +127,14 @@ def test_cpu_bf16_trains_in_bfloat16_and_stays_close_to_float32(monkeypatch):
         ClusteringConfig(cpu_bf16="yes")
     train, val = _data()
     dtypes = []
-    original = ClusterNet.forward
+    original = ClusterNet.grouped
 
     def spy(self, x):
         y = original(self, x)
         dtypes.append(y.dtype)
         return y
 
-    monkeypatch.setattr(ClusterNet, "forward", spy)
+    monkeypatch.setattr(ClusterNet, "grouped", spy)
     plain = ClusteringTrainer(_config(max_epochs=3)).fit(train, val)
     assert set(dtypes) == {torch.float32}
     dtypes.clear()

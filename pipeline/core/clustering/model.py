@@ -12,11 +12,10 @@ import math
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from monai.transforms import Compose, RandAffined, RandFlipd
 from torch import nn
 
-__all__ = ["ClusterNet", "ClusteringLoss", "ContinuityL1", "make_augmentation"]
+__all__ = ["ClusterNet", "ClusteringLoss", "SelfLabelLoss", "make_augmentation", "self_label_loss"]
 
 
 class ClusterNet(nn.Module):
@@ -36,16 +35,18 @@ class ClusterNet(nn.Module):
         ``forward(x)``: ``x`` ``(B, M, H, W, D)`` float -> response ``(B, M * C, H, W, D)``; channels
         ``m * C .. (m + 1) * C - 1`` belong to modality ``m``, so cluster id ``k`` (argmax over channels)
         is channel ``k % C`` of modality ``k // C``: ids are distinct for every channel (no modulo colours).
-        Works for any ``M >= 1``.
+        Works for any ``M >= 1``. ``grouped(x)``: the same response as ``(B, M, C, H, W, D)``.
     """
 
-    def __init__(self, n_channels: int = 30, n_conv: int = 2, slice_kernel: int = 3) -> None:
+    def __init__(self, n_channels: int = 30, n_conv: int = 2, slice_kernel: int = 3,
+                 channels_last: bool = False) -> None:
         super().__init__()
         if n_channels < 1 or n_conv < 1:
             raise ValueError(f"ClusterNet: n_channels ({n_channels}) and n_conv ({n_conv}) must be >= 1")
         if slice_kernel not in (1, 3):
             raise ValueError(f"ClusterNet: slice_kernel must be 1 or 3, got {slice_kernel!r}")
         self.n_channels = n_channels
+        self.channels_last = bool(channels_last)
         layers: list[nn.Module] = []
         in_ch = 1
         for _ in range(n_conv):
@@ -55,13 +56,23 @@ class ClusterNet(nn.Module):
             in_ch = n_channels
         layers += [nn.Conv3d(n_channels, n_channels, 1), nn.BatchNorm3d(n_channels)]
         self.body = nn.Sequential(*layers)
+        if self.channels_last:  # weights in the same layout as the activations, or oneDNN reorders them
+            self.body.to(memory_format=torch.channels_last_3d)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def grouped(self, x: torch.Tensor) -> torch.Tensor:
+        """The response per modality, ``(B, M, C, H, W, D)``: a view of the network's output in its own layout
+        (channels-last with ``channels_last``), which :class:`ClusteringLoss` reads without a copy."""
         if x.ndim != 5:
             raise ValueError(f"ClusterNet expects (B, M, H, W, D), got shape {tuple(x.shape)}")
         b, m = x.shape[:2]
-        y = self.body(x.reshape(b * m, 1, *x.shape[2:]))  # shared weights: modalities ride in the batch
-        return y.reshape(b, m * self.n_channels, *x.shape[2:])
+        x = x.reshape(b * m, 1, *x.shape[2:])  # shared weights: modalities ride in the batch
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last_3d)
+        return self.body(x).view(b, m, self.n_channels, *x.shape[2:])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.grouped(x)
+        return y.reshape(y.shape[0], -1, *y.shape[3:])
 
 
 class ClusteringLoss(nn.Module):
@@ -71,7 +82,11 @@ class ClusteringLoss(nn.Module):
     ``continuity``: sum over the three spatial axes of the mean absolute difference between neighbouring
     voxels of the response (Kanezaki's L1 "HPy/HPz" term, extended to 3D); axes of size 1 are skipped.
 
-    ``forward(response)`` with response ``(B, K, H, W, D)`` returns ``(total, ce, continuity)``, scalars.
+    ``forward(response)`` with response ``(B, K, H, W, D)``, or ``(B, M, C, H, W, D)`` for ``K = M * C``
+    channels grouped by modality (:meth:`ClusterNet.grouped`), returns ``(total, ce, continuity)``, scalars;
+    only ``total`` carries a gradient. The loss is a function of the response alone, so its gradient is
+    computed with its value, one case at a time in float32 (:class:`SelfLabelLoss`): autograd would keep a
+    float32 copy of the response, its log-softmax and the difference tensors for the backward pass.
     """
 
     def __init__(self, mu: float = 1.0) -> None:
@@ -81,46 +96,106 @@ class ClusteringLoss(nn.Module):
         self.mu = float(mu)
 
     def forward(self, response: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        if response.ndim != 5:
-            raise ValueError(f"ClusteringLoss expects (B, K, H, W, D), got shape {tuple(response.shape)}")
-        target = response.detach().argmax(dim=1)
-        ce = F.cross_entropy(response, target)
-        continuity = ContinuityL1.apply(response)
+        if response.ndim not in (5, 6):
+            raise ValueError(f"ClusteringLoss expects (B, K, H, W, D) or (B, M, C, H, W, D), "
+                             f"got shape {tuple(response.shape)}")
+        if torch.is_grad_enabled() and response.requires_grad:
+            return SelfLabelLoss.apply(response, self.mu)
+        ce, continuity, _ = self_label_loss(response, self.mu, with_grad=False)
         return ce + self.mu * continuity, ce, continuity
 
+    @torch.no_grad()
+    def evaluate(self, response: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(total, ce, continuity, cluster ids)`` without a gradient; the ids ``(B, H, W, D)`` int64 are the
+        argmax over channels the cross-entropy needs anyway (no second pass over the response)."""
+        ids = torch.empty((response.shape[0], *response.shape[-3:]), dtype=torch.int64, device=response.device)
+        ce, continuity, _ = self_label_loss(response, self.mu, with_grad=False, ids=ids)
+        return ce + self.mu * continuity, ce, continuity, ids
 
-class ContinuityL1(torch.autograd.Function):
-    """``sum over axes 2, 3, 4 of mean |neighbour difference|`` of ``(B, K, H, W, D)``, as one autograd node.
 
-    Autograd through ``diff().abs().mean()`` keeps every difference tensor for the backward pass and builds
-    its gradient through slice, sign, multiply and zero-fill nodes: on the CPU that took as long as the
-    convolutions. Here the forward keeps only the input; the backward recomputes each difference's sign in
-    place and scatters it with two in-place adds. Same value and gradient (up to float summation order);
-    axes of size 1 are skipped. Reduced in float32 (float64 for float64 input).
+def self_label_loss(response: torch.Tensor, mu: float, with_grad: bool, block_elements: int = 1 << 20,
+                    ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """``(ce, continuity, gradient of ce + mu * continuity)`` of a ``(B, K, H, W, D)`` response, or of a
+    ``(B, M, C, H, W, D)`` one read as ``K = M * C`` channels (the gradient then has its shape and layout).
+
+    Works through blocks of about ``block_elements`` values (one case, a few rows of H, all channels) in
+    float32 (float64 for float64 input): on the CPU a block stays in cache through the dozen passes below,
+    and the temporaries stay small whatever the volume (on CUDA a block is a whole case). The gradient is
+    ``(softmax - onehot(argmax)) / voxels`` plus ``mu`` x each axis' ``sign`` of the neighbour differences
+    scattered onto both neighbours, in the response's dtype. ``ids``: an int64 ``(B, H, W, D)`` tensor to
+    receive the argmax over channels, if given.
     """
+    acc = torch.promote_types(response.dtype, torch.float32)
+    b, *groups, h, w, d = response.shape
+    k = math.prod(groups)
+    voxels = b * h * w * d
+    ce = torch.zeros((), dtype=acc, device=response.device)
+    continuity = torch.zeros((), dtype=acc, device=response.device)
+    grad = torch.empty_like(response) if with_grad else None
+    # elements of each axis' difference tensor over the whole batch (the mean is over all of them)
+    count = [b * k * (h - 1) * w * d, b * k * h * (w - 1) * d, b * k * h * w * (d - 1)]
+    rows = h if response.device.type == "cuda" else max(1, block_elements // (k * w * d))
+    for i in range(b):
+        for h0 in range(0, h, rows):
+            h1 = min(h0 + rows, h)
+            e0, e1 = max(h0 - 1, 0), min(h1 + 1, h)  # one row more on each side for the differences along H
+            ext = response[i, ..., e0:e1, :, :].to(acc, memory_format=torch.contiguous_format)
+            ext = ext.view(k, e1 - e0, w, d)
+            x = ext[:, h0 - e0:h1 - e0]  # (K, rows, W, D)
+            top, arg = x.max(dim=0, keepdim=True)
+            if ids is not None:
+                ids[i, h0:h1] = arg[0]
+            g = (x - top).exp_()
+            total = g.sum(dim=0, keepdim=True)
+            ce += total.log().sum()  # log-sum-exp minus the logit of the argmax
+            if with_grad:
+                g.div_(total.mul_(voxels))
+                g.scatter_add_(0, arg, g.new_full(arg.shape, -1.0 / voxels))
+            if h > 1:  # differences along H: ext row j is row e0 + j; each is counted by the block of its lower row
+                diff = ext.diff(dim=1)
+                lower = min(h1, h - 1)
+                continuity += diff[:, h0 - e0:lower - e0].norm(p=1) / count[0]
+                if with_grad:
+                    scale = mu / count[0]
+                    diff.sign_()
+                    first = max(h0, 1)  # d|x[r] - x[r-1]|/dx[r] = +sign, d|x[r+1] - x[r]|/dx[r] = -sign
+                    g[:, first - h0:].add_(diff[:, first - 1 - e0:h1 - 1 - e0], alpha=scale)
+                    g[:, :lower - h0].sub_(diff[:, h0 - e0:lower - e0], alpha=scale)
+            for axis, n in ((2, w), (3, d)):
+                if n < 2:
+                    continue
+                diff = x.diff(dim=axis)
+                continuity += diff.norm(p=1) / count[axis - 1]
+                if with_grad:
+                    scale = mu / count[axis - 1]
+                    diff.sign_()
+                    g.narrow(axis, 1, n - 1).add_(diff, alpha=scale)
+                    g.narrow(axis, 0, n - 1).sub_(diff, alpha=scale)
+            if with_grad:
+                block = grad[i, ..., h0:h1, :, :]
+                block.copy_(g.view(block.shape))
+    return ce / voxels, continuity, grad
+
+
+class SelfLabelLoss(torch.autograd.Function):
+    """``(total, ce, continuity)`` of :func:`self_label_loss` as one autograd node: the forward keeps only the
+    gradient (one tensor the size of the response), the backward scales it. ``ce`` and ``continuity`` are
+    reported values without a gradient."""
 
     @staticmethod
-    def forward(ctx, response):
-        ctx.save_for_backward(response)
-        acc = torch.promote_types(response.dtype, torch.float32)  # fp16/bf16 reduce in float32
-        total = response.new_zeros((), dtype=acc)
-        for axis in (2, 3, 4):
-            if response.shape[axis] > 1:
-                total = total + response.diff(dim=axis).abs_().mean(dtype=acc)
-        return total
+    def forward(ctx, response, mu):
+        ce, continuity, grad = self_label_loss(response, mu, with_grad=True)
+        ctx.save_for_backward(grad)
+        ctx.mark_non_differentiable(ce, continuity)
+        return ce + mu * continuity, ce, continuity
 
     @staticmethod
-    def backward(ctx, grad_output):
-        (response,) = ctx.saved_tensors
-        grad = torch.zeros_like(response)
-        for axis in (2, 3, 4):
-            n = response.shape[axis]
-            if n > 1:
-                step = response.diff(dim=axis).sign_().mul_(grad_output.to(response.dtype) / (response.numel() // n
-                                                                                               * (n - 1)))
-                grad.narrow(axis, 1, n - 1).add_(step)
-                grad.narrow(axis, 0, n - 1).sub_(step)
-        return grad
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_total, _grad_ce, _grad_continuity):
+        (grad,) = ctx.saved_tensors
+        if grad.device.type == "cpu" and grad_total.item() == 1.0:  # the usual case: no copy (no sync on CUDA)
+            return grad, None
+        return grad * grad_total.to(grad.dtype), None
 
 
 def make_augmentation(keys: Sequence[str] = ("image",), *, flip_prob: float = 0.5, affine_prob: float = 0.5,

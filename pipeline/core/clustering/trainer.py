@@ -93,7 +93,8 @@ class ClusteringTrainer:
     def _new_model(self) -> ClusterNet:
         with torch.random.fork_rng(devices=[]):  # seeded weights without touching the caller's RNG
             torch.manual_seed(self.config.seed)
-            model = ClusterNet(self.config.n_channels, self.config.n_conv, self.config.slice_kernel)
+            model = ClusterNet(self.config.n_channels, self.config.n_conv, self.config.slice_kernel,
+                               channels_last=self.device.type == "cpu")  # faster oneDNN convolutions
         return model.to(self.device)
 
     def _prepare(self, cases: Sequence[CaseImages], split: str) -> tuple[torch.Tensor, list, list]:
@@ -217,7 +218,7 @@ class ClusteringTrainer:
             if aug is not None:  # one draw per case, shared by its modalities (channels)
                 xb = torch.stack([_plain(aug({"image": case})["image"]) for case in xb])
             with self._autocast():
-                total, ce, cont = self.loss_fn(self.model(xb))
+                total, ce, cont = self.loss_fn(self.model.grouped(xb))
             opt.zero_grad(set_to_none=True)
             scaler.scale(total).backward()
             scaler.step(opt)
@@ -236,9 +237,7 @@ class ClusteringTrainer:
         maps = []
         for xb in self._batches(x_val, torch.arange(len(x_val))):
             with self._autocast():
-                out = self.model(xb)
-                total, ce, cont = self.loss_fn(out)
-            ids = out.argmax(dim=1)
+                total, ce, cont, ids = self.loss_fn.evaluate(self.model.grouped(xb))
             presence.index_fill_(0, ids.flatten(), True)
             sums += torch.stack([total, ce, cont]).float() * len(xb)
             if keep_ids:
