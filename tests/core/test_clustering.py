@@ -121,7 +121,8 @@ def test_fused_loss_equals_autograd_through_the_plain_expression():
 
 def test_fused_loss_is_the_same_whatever_the_block_size():
     """Blocks of a few rows of H (one row, rows not dividing H, the whole case) give the same values and
-    gradient: each difference along H is counted once and reaches both of its rows."""
+    gradient, also when the gradient overwrites the response: each difference along H is counted once and
+    reaches both of its rows."""
     from pipeline.core.clustering.model import self_label_loss
 
     for shape in [(2, 5, 9, 4, 3), (1, 3, 1, 4, 2), (1, 3, 2, 1, 1)]:
@@ -130,6 +131,12 @@ def test_fused_loss_is_the_same_whatever_the_block_size():
         for rows in (1, 2, 4):
             k, _, w, d = shape[1:]
             got = self_label_loss(y, 0.6, with_grad=True, block_elements=rows * k * w * d)
+            for g, want in zip(got, whole, strict=True):
+                torch.testing.assert_close(g, want)
+            # inplace: the gradient overwrites the response, block by block, with the same result
+            overwritten = y.clone()
+            got = self_label_loss(overwritten, 0.6, with_grad=True, block_elements=rows * k * w * d, inplace=True)
+            assert got[2].data_ptr() == overwritten.data_ptr()
             for g, want in zip(got, whole, strict=True):
                 torch.testing.assert_close(g, want)
 
@@ -142,7 +149,7 @@ def test_channels_last_and_grouped_response_give_the_same_loss_and_gradients():
     for channels_last in (False, True):
         torch.manual_seed(0)
         net = ClusterNet(n_channels=4, n_conv=2, channels_last=channels_last)
-        loss = ClusteringLoss(0.5)
+        loss = ClusteringLoss(0.5, inplace=channels_last)  # the trainer's loss writes over the response
         grouped = net.grouped(x)
         assert grouped.shape == (2, 2, 4, 12, 10, 6)
         total = loss(grouped)[0]

@@ -87,20 +87,24 @@ class ClusteringLoss(nn.Module):
     only ``total`` carries a gradient. The loss is a function of the response alone, so its gradient is
     computed with its value, one case at a time in float32 (:class:`SelfLabelLoss`): autograd would keep a
     float32 copy of the response, its log-softmax and the difference tensors for the backward pass.
+
+    ``inplace=True``: with a gradient, the gradient is written over the response's memory (one response-sized
+    tensor less at the peak); for callers that do not read the response after the loss, as the trainer.
     """
 
-    def __init__(self, mu: float = 1.0) -> None:
+    def __init__(self, mu: float = 1.0, inplace: bool = False) -> None:
         super().__init__()
         if not (mu >= 0 and math.isfinite(mu)):
             raise ValueError(f"ClusteringLoss: mu must be a finite number >= 0, got {mu!r}")
         self.mu = float(mu)
+        self.inplace = bool(inplace)
 
     def forward(self, response: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if response.ndim not in (5, 6):
             raise ValueError(f"ClusteringLoss expects (B, K, H, W, D) or (B, M, C, H, W, D), "
                              f"got shape {tuple(response.shape)}")
         if torch.is_grad_enabled() and response.requires_grad:
-            return SelfLabelLoss.apply(response, self.mu)
+            return SelfLabelLoss.apply(response, self.mu, self.inplace)
         ce, continuity, _ = self_label_loss(response, self.mu, with_grad=False)
         return ce + self.mu * continuity, ce, continuity
 
@@ -114,7 +118,8 @@ class ClusteringLoss(nn.Module):
 
 
 def self_label_loss(response: torch.Tensor, mu: float, with_grad: bool, block_elements: int = 1 << 20,
-                    ids: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+                    ids: torch.Tensor | None = None,
+                    inplace: bool = False) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """``(ce, continuity, gradient of ce + mu * continuity)`` of a ``(B, K, H, W, D)`` response, or of a
     ``(B, M, C, H, W, D)`` one read as ``K = M * C`` channels (the gradient then has its shape and layout).
 
@@ -123,7 +128,9 @@ def self_label_loss(response: torch.Tensor, mu: float, with_grad: bool, block_el
     and the temporaries stay small whatever the volume (on CUDA a block is a whole case). The gradient is
     ``(softmax - onehot(argmax)) / voxels`` plus ``mu`` x each axis' ``sign`` of the neighbour differences
     scattered onto both neighbours, in the response's dtype. ``ids``: an int64 ``(B, H, W, D)`` tensor to
-    receive the argmax over channels, if given.
+    receive the argmax over channels, if given. ``inplace``: write the gradient over the response (returned
+    as a detached alias of it): each block is read before it is written, and the last original row of a
+    block is kept for the next block's differences along H.
     """
     acc = torch.promote_types(response.dtype, torch.float32)
     b, *groups, h, w, d = response.shape
@@ -131,16 +138,20 @@ def self_label_loss(response: torch.Tensor, mu: float, with_grad: bool, block_el
     voxels = b * h * w * d
     ce = torch.zeros((), dtype=acc, device=response.device)
     continuity = torch.zeros((), dtype=acc, device=response.device)
-    grad = torch.empty_like(response) if with_grad else None
+    grad = None if not with_grad else response.detach() if inplace else torch.empty_like(response)
     # elements of each axis' difference tensor over the whole batch (the mean is over all of them)
     count = [b * k * (h - 1) * w * d, b * k * h * (w - 1) * d, b * k * h * w * (d - 1)]
     rows = h if response.device.type == "cuda" else max(1, block_elements // (k * w * d))
     for i in range(b):
+        above = None  # with inplace: the original values of the row above this block (already overwritten)
         for h0 in range(0, h, rows):
             h1 = min(h0 + rows, h)
             e0, e1 = max(h0 - 1, 0), min(h1 + 1, h)  # one row more on each side for the differences along H
-            ext = response[i, ..., e0:e1, :, :].to(acc, memory_format=torch.contiguous_format)
-            ext = ext.view(k, e1 - e0, w, d)
+            start = h0 if above is not None else e0
+            ext = response[i, ..., start:e1, :, :].to(acc, memory_format=torch.contiguous_format)
+            ext = ext.view(k, e1 - start, w, d)
+            if above is not None:
+                ext = torch.cat([above, ext], dim=1)
             x = ext[:, h0 - e0:h1 - e0]  # (K, rows, W, D)
             top, arg = x.max(dim=0, keepdim=True)
             if ids is not None:
@@ -172,6 +183,8 @@ def self_label_loss(response: torch.Tensor, mu: float, with_grad: bool, block_el
                     g.narrow(axis, 1, n - 1).add_(diff, alpha=scale)
                     g.narrow(axis, 0, n - 1).sub_(diff, alpha=scale)
             if with_grad:
+                if inplace:
+                    above = x[:, -1:].clone()
                 block = grad[i, ..., h0:h1, :, :]
                 block.copy_(g.view(block.shape))
     return ce / voxels, continuity, grad
@@ -183,8 +196,8 @@ class SelfLabelLoss(torch.autograd.Function):
     reported values without a gradient."""
 
     @staticmethod
-    def forward(ctx, response, mu):
-        ce, continuity, grad = self_label_loss(response, mu, with_grad=True)
+    def forward(ctx, response, mu, inplace=False):
+        ce, continuity, grad = self_label_loss(response, mu, with_grad=True, inplace=inplace)
         ctx.save_for_backward(grad)
         ctx.mark_non_differentiable(ce, continuity)
         return ce + mu * continuity, ce, continuity
@@ -194,8 +207,8 @@ class SelfLabelLoss(torch.autograd.Function):
     def backward(ctx, grad_total, _grad_ce, _grad_continuity):
         (grad,) = ctx.saved_tensors
         if grad.device.type == "cpu" and grad_total.item() == 1.0:  # the usual case: no copy (no sync on CUDA)
-            return grad, None
-        return grad * grad_total.to(grad.dtype), None
+            return grad, None, None
+        return grad * grad_total.to(grad.dtype), None, None
 
 
 def make_augmentation(keys: Sequence[str] = ("image",), *, flip_prob: float = 0.5, affine_prob: float = 0.5,

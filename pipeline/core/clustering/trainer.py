@@ -84,7 +84,7 @@ class ClusteringTrainer:
         self.grid = GridSpec(config.height, config.width, config.depth)
         self.use_amp = bool(config.amp and self.device.type == "cuda")
         self.use_bf16 = bool(config.cpu_bf16 and self.device.type == "cpu")
-        self.loss_fn = ClusteringLoss(config.mu)
+        self.loss_fn = ClusteringLoss(config.mu, inplace=True)  # the trainer never reads a response twice
         self.model = self._new_model()
         self.n_modalities: int | None = None  # set by fit/load; predict needs the same count
         self.best_epoch = 0
