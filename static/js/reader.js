@@ -130,6 +130,7 @@ async function show(payload, { first = false, prepared = null } = {}) {
   busy = false;
   els.answerButtons.forEach((b) => { b.disabled = false; });
   els.root.dataset.ready = "1";
+  performance.mark("labelgen:item-shown", { detail: { position: item.position } }); // read by bench/reader_bench.py
   prefetchNext();
 }
 

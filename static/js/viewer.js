@@ -101,6 +101,51 @@ async function createNiivue(canvas, config) {
   return nv;
 }
 
+// NiiVue computes a gradient texture (a blur and a Sobel pass over every slice) each time a base image is
+// uploaded; only the 3D render reads it. With software WebGL that took 0.4 s per viewer, most of a reader's
+// first draw. In 2D layouts those passes run with a shader that shades no pixel; a layout with the 3D render
+// restores NiiVue's shaders and computes the gradient of the image shown.
+const GRADIENT_SHADERS = ["blurShader", "gradientPrePassShader", "sobelFirstOrderShader", "sobelSecondOrderShader"];
+
+function noPixelShader(gl) {
+  const stage = (type, src) => {
+    const sh = gl.createShader(type);
+    gl.shaderSource(sh, src);
+    gl.compileShader(sh);
+    return sh;
+  };
+  const program = gl.createProgram();
+  // every vertex lies outside the clip volume, so the passes' quads cover no pixel
+  gl.attachShader(program, stage(gl.VERTEX_SHADER, "#version 300 es\nvoid main() { gl_Position = vec4(2.0, 2.0, 2.0, 1.0); }"));
+  gl.attachShader(program, stage(gl.FRAGMENT_SHADER, "#version 300 es\nprecision lowp float;\nout vec4 c;\nvoid main() { c = vec4(0.0); }"));
+  gl.linkProgram(program);
+  return { program, uniforms: {}, use: (g) => g.useProgram(program) };
+}
+
+function layoutShowsRender(name) {
+  return name === "render" || (LAYOUTS[name] ? LAYOUTS[name].multiplanarShowRender === 1 : false);
+}
+
+// on=false: skip the gradient passes from now on; on=true: NiiVue's own passes, and the gradient of the current
+// base image if it was skipped. Returns true if the gradient was recomputed.
+export function setGradientPasses(nv, on) {
+  if (!on && !nv.skippedGradient) {
+    if (!GRADIENT_SHADERS.every((k) => nv[k])) return false; // another NiiVue: leave it as it is
+    const noop = noPixelShader(nv.gl);
+    nv.gradientShaders = Object.fromEntries(GRADIENT_SHADERS.map((k) => [k, nv[k]]));
+    for (const k of GRADIENT_SHADERS) nv[k] = noop;
+    nv.skippedGradient = true;
+  } else if (on && nv.skippedGradient) {
+    Object.assign(nv, nv.gradientShaders);
+    nv.skippedGradient = false;
+    if (nv.back) {
+      nv.gradientGL(nv.back.hdr);
+      return true;
+    }
+  }
+  return false;
+}
+
 // Build NiiVue images from the cached buffers (NiiVue takes an ArrayBuffer as `url`, with `name` giving the
 // format; each viewer gets its own copy of the bytes). This is the decompress-and-parse part of showing an
 // item, done without touching the GPU, so it can run ahead of time (ViewerGroup.prepare).
@@ -177,7 +222,13 @@ class ViewerGroup {
     this.applyOverlayLook();
     return this.overlaysHidden;
   }
-  setSliceType(name) { this.sliceType = name; this.each((nv) => nv.setSliceType(layoutOptions(nv, name))); }
+  setSliceType(name) {
+    this.sliceType = name;
+    this.each((nv) => {
+      if (this.lazyGradient) setGradientPasses(nv, layoutShowsRender(name));
+      nv.setSliceType(layoutOptions(nv, name));
+    });
+  }
   // Radiological convention: patient left on screen right (NiiVue's default is neurological).
   setRadiological(on) {
     this.radiological = Boolean(on);
@@ -295,8 +346,9 @@ function nextFrame() {
 // load); setSliceType also accepts a name ("axial", ...). `nv.bridge` is the underlying handle.
 export async function mountViewer(canvas, config) {
   if (config.volumes) config = { ...config, base: config.volumes[0], overlays: config.volumes.slice(1), volumes: undefined };
-  const nv = await createNiivue(canvas, config);
   const overlays = config.overlays || [];
+  volumeCache.prefetch(specsOf(config, overlays).map((s) => s.url)); // downloads while WebGL starts
+  const nv = await createNiivue(canvas, config);
   await loadSpecs(nv, specsOf(config, overlays), config.niivueUrl);
   const group = new ViewerGroup([{ nv, overlays }], config);
   const niivueSetSliceType = nv.setSliceType.bind(nv);
@@ -314,7 +366,10 @@ export async function mountViewer(canvas, config) {
 // Two canvases, same base volume, overlays[0] on A and overlays[1] on B, synced both ways.
 export async function mountSyncedPair(canvasA, canvasB, config) {
   if (!config.overlays || config.overlays.length !== 2) throw new Error("mountSyncedPair needs exactly two overlays");
+  volumeCache.prefetch(specsOf(config, config.overlays).map((s) => s.url)); // downloads while WebGL starts
   const [a, b] = await Promise.all([createNiivue(canvasA, config), createNiivue(canvasB, config)]);
+  const showsRender = layoutShowsRender(config.sliceType || "multiplanar");
+  for (const nv of [a, b]) setGradientPasses(nv, showsRender);
   const sync = config.sync || { "2d": true, "3d": true };
   a.broadcastTo(b, sync);
   b.broadcastTo(a, sync);
@@ -325,6 +380,7 @@ export async function mountSyncedPair(canvasA, canvasB, config) {
     c.addEventListener("pointerenter", () => c.focus({ preventScroll: true }));
   }
   const group = new ViewerGroup([{ nv: a, overlays: [config.overlays[0]] }, { nv: b, overlays: [config.overlays[1]] }], config);
+  group.lazyGradient = true;
   await group.load(config);
   return group;
 }

@@ -6,7 +6,7 @@ import pytest
 
 from evaluation.models import Vote
 from tests.browser.conftest import login, screenshot
-from tests.browser.test_reader import wait_item, wait_sent
+from tests.browser.test_reader import answer_by_mouse, drawn_fraction, red_fraction, wait_item, wait_sent
 from tests.factories import make_study, make_user
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.browser]
@@ -96,4 +96,37 @@ def test_graded_answers_by_digit(page, settings, tmp_path):
     page.wait_for_selector("#study-done", timeout=30_000)
     votes = {v.item.position: (v.choice, v.grade) for v in Vote.objects.select_related("item")}
     assert votes == {1: ("right", -1), 2: ("left", 2)}
+    assert not page.js_errors, page.js_errors
+
+
+# NiiVue reads its gradient texture back as bytes mapped to [-1, 1]: a texture no pass wrote reads -1 everywhere
+GRADIENT = ("window.labelgenReader.pair.viewers.map(v => { const g = v.nv.getGradientTextureData();"
+            " return [v.nv.skippedGradient, g ? g.some((x) => x !== -1) : null]; })")
+
+
+def test_2d_layouts_skip_the_3d_gradient_and_the_3d_layout_computes_it(page, settings, tmp_path):
+    """NiiVue's gradient texture (3D lighting only) is not computed in 2D layouts, which saves most of a first
+    draw with software WebGL; the 2D views still show image and overlay, and "Multiplanar + 3D" computes the
+    gradient of the image shown, also for items loaded while it is chosen."""
+    settings.MEDIA_ROOT = tmp_path
+    reader = make_user("g_reader", "reader")
+    study = make_study(n_cases=3, readers=[reader], ask_confidence=True)
+    login(page, "g_reader", "g_reader-pass-123")
+    page.goto(f"/studies/{study.pk}/read/")
+    wait_item(page, 1)
+    assert page.evaluate(GRADIENT) == [[True, False], [True, False]]  # hero layout: nothing computed
+    assert drawn_fraction(page, "#canvas-left") > 0.05 and red_fraction(page, "#canvas-right") > 0.002
+
+    page.select_option("#layout", "render")
+    assert page.evaluate(GRADIENT) == [[False, True], [False, True]]
+    screenshot(page, "reader-design-render")
+    answer_by_mouse(page, "left", 3)
+    wait_item(page, 2)
+    assert page.evaluate(GRADIENT) == [[False, True], [False, True]]  # a new item in the 3D layout
+
+    page.select_option("#layout", "multiplanar")
+    answer_by_mouse(page, "right", 3)
+    wait_item(page, 3)
+    assert page.evaluate("window.labelgenReader.pair.viewers.map(v => v.nv.skippedGradient)") == [True, True]
+    assert drawn_fraction(page, "#canvas-left") > 0.05 and red_fraction(page, "#canvas-right") > 0.002
     assert not page.js_errors, page.js_errors
