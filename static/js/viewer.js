@@ -127,10 +127,10 @@ function layoutShowsRender(name) {
 }
 
 // on=false: skip the gradient passes from now on; on=true: NiiVue's own passes, and the gradient of the current
-// base image if it was skipped. Returns true if the gradient was recomputed.
-export function setGradientPasses(nv, on) {
+// base image if it was skipped.
+function setGradientPasses(nv, on) {
   if (!on && !nv.skippedGradient) {
-    if (!GRADIENT_SHADERS.every((k) => nv[k])) return false; // another NiiVue: leave it as it is
+    if (!GRADIENT_SHADERS.every((k) => nv[k])) return; // another NiiVue: leave it as it is
     const noop = noPixelShader(nv.gl);
     nv.gradientShaders = Object.fromEntries(GRADIENT_SHADERS.map((k) => [k, nv[k]]));
     for (const k of GRADIENT_SHADERS) nv[k] = noop;
@@ -138,12 +138,8 @@ export function setGradientPasses(nv, on) {
   } else if (on && nv.skippedGradient) {
     Object.assign(nv, nv.gradientShaders);
     nv.skippedGradient = false;
-    if (nv.back) {
-      nv.gradientGL(nv.back.hdr);
-      return true;
-    }
+    if (nv.back) nv.gradientGL(nv.back.hdr);
   }
-  return false;
 }
 
 // Build NiiVue images from the cached buffers (NiiVue takes an ArrayBuffer as `url`, with `name` giving the
