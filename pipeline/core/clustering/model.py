@@ -85,8 +85,8 @@ class ClusteringLoss(nn.Module):
     ``forward(response)`` with response ``(B, K, H, W, D)``, or ``(B, M, C, H, W, D)`` for ``K = M * C``
     channels grouped by modality (:meth:`ClusterNet.grouped`), returns ``(total, ce, continuity)``, scalars;
     only ``total`` carries a gradient. The loss is a function of the response alone, so its gradient is
-    computed with its value, one case at a time in float32 (:class:`SelfLabelLoss`): autograd would keep a
-    float32 copy of the response, its log-softmax and the difference tensors for the backward pass.
+    computed with its value, a few rows of one case at a time in float32 (:class:`SelfLabelLoss`): autograd
+    would keep a float32 copy of the response, its log-softmax and the difference tensors for the backward.
 
     ``inplace=True``: with a gradient, the gradient is written over the response's memory (one response-sized
     tensor less at the peak); for callers that do not read the response after the loss, as the trainer.
