@@ -138,7 +138,15 @@ def self_label_loss(response: torch.Tensor, mu: float, with_grad: bool, block_el
     voxels = b * h * w * d
     ce = torch.zeros((), dtype=acc, device=response.device)
     continuity = torch.zeros((), dtype=acc, device=response.device)
-    grad = None if not with_grad else response.detach() if inplace else torch.empty_like(response)
+    # float16 cannot hold an unscaled gradient (1 / voxels underflows; GradScaler's scale arrives only in the
+    # backward), so its gradient is kept in float32; bfloat16 has float32's range
+    grad_dtype = torch.float32 if response.dtype == torch.float16 else response.dtype
+    if not with_grad:
+        grad = None
+    elif inplace and grad_dtype == response.dtype:
+        grad = response.detach()
+    else:
+        grad = torch.empty_like(response, dtype=grad_dtype)
     # elements of each axis' difference tensor over the whole batch (the mean is over all of them)
     count = [b * k * (h - 1) * w * d, b * k * h * (w - 1) * d, b * k * h * w * (d - 1)]
     rows = h if response.device.type == "cuda" else max(1, block_elements // (k * w * d))
@@ -199,6 +207,7 @@ class SelfLabelLoss(torch.autograd.Function):
     def forward(ctx, response, mu, inplace=False):
         ce, continuity, grad = self_label_loss(response, mu, with_grad=True, inplace=inplace)
         ctx.save_for_backward(grad)
+        ctx.response_dtype = response.dtype
         ctx.mark_non_differentiable(ce, continuity)
         return ce + mu * continuity, ce, continuity
 
@@ -206,9 +215,9 @@ class SelfLabelLoss(torch.autograd.Function):
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_total, _grad_ce, _grad_continuity):
         (grad,) = ctx.saved_tensors
-        if grad.device.type == "cpu" and grad_total.item() == 1.0:  # the usual case: no copy (no sync on CUDA)
-            return grad, None, None
-        return grad * grad_total.to(grad.dtype), None, None
+        if grad.dtype == ctx.response_dtype and grad.device.type == "cpu" and grad_total.item() == 1.0:
+            return grad, None, None  # the usual case on the CPU: no copy (and no host sync on CUDA)
+        return (grad * grad_total.to(grad.dtype)).to(ctx.response_dtype), None, None
 
 
 def make_augmentation(keys: Sequence[str] = ("image",), *, flip_prob: float = 0.5, affine_prob: float = 0.5,
