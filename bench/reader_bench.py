@@ -2,8 +2,9 @@
 
 1. Viewer: for one item at 256x256x32 and 512x512x32, headless Chromium (Debian's, SwiftShader WebGL) on
    localhost: bytes of volumes transferred and milliseconds from navigation start until both viewers have
-   drawn; first visit (server converts the volumes), a second visit in a fresh browser (server cache warm),
-   and moving on to the next item inside the page (volumes prefetched and decoded while the first is shown).
+   drawn; first visit (the server just started, the browser's first page), a second visit in a new browser
+   context, and moving on to the next item inside the page (volumes prefetched and decoded while the first is
+   shown). The study's volumes are converted at setup, as the worker does when a study opens.
 2. Votes: N concurrent readers (threads) log in through the login form, warm every worker, then post their
    answers, every tenth one twice (a double submit): votes per second, p50/p99 latency, the server's CPU
    milliseconds per request (gunicorn's processes, from /proc) and a check afterwards that every answered item

@@ -2,16 +2,20 @@
 
 In a fresh server process the first request of any page loads the URLconf and every view module; the first study
 report also imports scipy and plotly and builds plotly's validators. :func:`warm_up` does both, on a tiny made-up
-vote table; ``labelgen_web/wsgi.py`` starts it in a background thread, so the server takes requests at once.
+vote table. ``labelgen_web/wsgi.py`` runs it in gunicorn's master before the workers are forked
+(``gunicorn.conf.py``), and in a background thread under runserver, so that server takes requests at once.
 Measured with ``bench/report_bench.py --warm-up`` at 100 readers x 2,000 cases: the first report view in a
 fresh process went from 5.6 s to 2.2 s. Web processes do not import torch or MONAI at all (only the worker's run
 bodies do; ``tests/test_warmup.py`` checks it): the URLconf used to pull them in through the run forms, 2 s
 and 220 MB per process.
 """
 
+import logging
 import threading
 
 import pandas as pd
+
+logger = logging.getLogger(__name__)
 
 
 def tiny_votes():
@@ -39,15 +43,28 @@ def warm_up():
     return all_figures(report, votes)
 
 
-def warm_up_in_background():
-    """Start :func:`warm_up` in a daemon thread; a failure there must never stop the server (the report page
-    then simply pays the cost itself), so it is swallowed."""
-    def run():
-        try:
-            warm_up()
-        except Exception:  # noqa: BLE001 - best effort, see the docstring
-            pass
+def warm_up_quietly():
+    """:func:`warm_up`, where a failure must never stop the server (the first page then simply pays the cost
+    itself): it is logged and swallowed."""
+    try:
+        warm_up()
+    except Exception:  # noqa: BLE001 - best effort, see the docstring
+        logger.warning("warm-up failed; the first requests will be slower", exc_info=True)
 
-    thread = threading.Thread(target=run, name="report-warm-up", daemon=True)
+
+def warm_up_in_background():
+    """Start :func:`warm_up_quietly` in a daemon thread, so the server takes requests at once (runserver)."""
+    thread = threading.Thread(target=warm_up_quietly, name="report-warm-up", daemon=True)
     thread.start()
     return thread
+
+
+def warm_up_before_fork():
+    """Warm up in gunicorn's master, before it forks the workers (gunicorn.conf.py): no thread may be running at
+    the fork, and no database or cache connection may be open, or the workers would share its socket."""
+    from django.core.cache import caches
+    from django.db import connections
+
+    warm_up_quietly()
+    connections.close_all()
+    caches.close_all()
