@@ -29,6 +29,16 @@ def describe_device(device: torch.device) -> str:
     return f"{device.type} ({torch.get_num_threads()} threads)"
 
 
+def cpu_bfloat16_is_native() -> bool:
+    """Whether oneDNN computes bfloat16 on this CPU with its own instructions (AVX-512 and newer; PyTorch's own
+    test). Elsewhere it emulates them: on an AVX2-only AMD EPYC a small 3D convolution's forward and backward took
+    110 s under bfloat16 autocast against 1.1 s in float32, so bfloat16 must not be used there."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a build without oneDNN
+        return False
+
+
 def peak_memory_mb(device: torch.device) -> float | None:
     """Peak allocated accelerator memory in MiB since the last reset, or the process's peak RSS on CPU."""
     if device.type == "cuda":

@@ -95,6 +95,8 @@ def run_clustering(run, ctx):
                      f"{stats.n_clusters} clusters · at most {eta / 60:.0f} min left")
 
     trainer = ClusteringTrainer(config)
+    for note in trainer.notes:
+        ctx.note(note)
     result = trainer.fit(train, val, checkpoint_dir=run_dir(run) / "checkpoints", on_epoch=on_epoch,
                          should_stop=ctx.should_stop, val_labels=val_labels)
     if result.resumed_from:

@@ -135,6 +135,8 @@ def test_cpu_bf16_trains_in_bfloat16_and_stays_close_to_float32(monkeypatch):
         return y
 
     monkeypatch.setattr(ClusterNet, "grouped", spy)
+    # the path itself, also on a CI machine whose CPU emulates bfloat16 (slow, but these volumes are tiny)
+    monkeypatch.setattr("pipeline.core.clustering.trainer.cpu_bfloat16_is_native", lambda: True)
     plain = ClusteringTrainer(_config(max_epochs=3)).fit(train, val)
     assert set(dtypes) == {torch.float32}
     dtypes.clear()
@@ -142,3 +144,13 @@ def test_cpu_bf16_trains_in_bfloat16_and_stays_close_to_float32(monkeypatch):
     assert torch.bfloat16 in set(dtypes)
     for a, b in zip(plain.history, bf16.history, strict=True):
         assert b.train_loss == pytest.approx(a.train_loss, rel=0.02) and np.isfinite(b.val_loss)
+
+
+def test_cpu_bf16_is_ignored_with_a_warning_where_the_cpu_has_no_native_bfloat16(monkeypatch):
+    monkeypatch.setattr("pipeline.core.clustering.trainer.cpu_bfloat16_is_native", lambda: False)
+    with pytest.warns(RuntimeWarning, match=r"cpu_bf16 ignored: this CPU \(\w+\) has no native bfloat16"):
+        trainer = ClusteringTrainer(_config(cpu_bf16=True))
+    assert not trainer.use_bf16 and trainer.notes and "float32" in trainer.notes[0]
+    monkeypatch.setattr("pipeline.core.clustering.trainer.cpu_bfloat16_is_native", lambda: True)
+    assert ClusteringTrainer(_config(cpu_bf16=True)).use_bf16
+    assert ClusteringTrainer(_config()).notes == []
