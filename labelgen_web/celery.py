@@ -3,7 +3,7 @@
 import os
 
 from celery import Celery
-from celery.signals import worker_ready
+from celery.signals import worker_init, worker_ready
 from kombu import Queue
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "labelgen_web.settings")
@@ -29,3 +29,11 @@ def watch_for_lost_runs(sender, **kwargs):
     from pipeline.runs.execution import start_lost_run_watch
 
     start_lost_run_watch()
+
+
+@worker_init.connect
+def import_the_numerical_core(sender=None, **kwargs):
+    """Import torch and MONAI when the worker starts (before its pool forks), not inside the first run: that took
+    4-5 s on a busy 2-core machine, long enough without a heartbeat for the run to be taken for lost."""
+    import pipeline.core.clustering.trainer  # noqa: F401 - torch and MONAI
+    import pipeline.core.unet.trainer  # noqa: F401

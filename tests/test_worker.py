@@ -28,3 +28,20 @@ def test_worker_runs_device_check_to_completion(settings):
     assert run.gflops > 0
     assert run.attempts == 1 and run.worker and run.started_at <= run.finished_at
     assert run.events.get(step=0).values["gflops"] == pytest.approx(run.gflops)
+
+
+def test_a_worker_imports_torch_and_monai_when_it_starts_not_in_its_first_run(tmp_path):
+    """Imported inside the first run they took 4-5 s on a busy 2-core machine without a heartbeat, and another
+    worker took the run for lost (tests/test_lost_worker.py)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys; import labelgen_web.celery; from celery.signals import worker_init;"
+            "before = [m in sys.modules for m in ('torch', 'monai')]; worker_init.send(sender=None);"
+            "print(before, [m in sys.modules for m in ('torch', 'monai')])")
+    done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parent.parent, text=True,
+                          capture_output=True, timeout=120, env={**os.environ, "LABELGEN_VAR_DIR": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[False, False] [True, True]"
