@@ -77,4 +77,8 @@ def page_context(request, item, *, preview=False):
         "csrfToken": get_token(request),
         "storageKey": f"labelgen-outbox-{study.pk}-{request.user.pk}",
     }
-    return {"study": study, "item": item, "config": config, "preview": preview, "done": done, "total": total}
+    viewer = config["item"]["viewer"]
+    # what the page's first draw needs, downloading while the page's code loads (the order of the config)
+    preload = [viewer["base"]["url"], *(o["url"] for o in viewer["overlays"])]
+    return {"study": study, "item": item, "config": config, "preview": preview, "done": done, "total": total,
+            "preload": preload}

@@ -145,13 +145,13 @@ function setGradientPasses(nv, on) {
 // Build NiiVue images from the cached buffers (NiiVue takes an ArrayBuffer as `url`, with `name` giving the
 // format; each viewer gets its own copy of the bytes). This is the decompress-and-parse part of showing an
 // item, done without touching the GPU, so it can run ahead of time (ViewerGroup.prepare).
-async function decodeSpecs(nv, specs, niivueUrl) {
+async function decodeSpecs(specs, niivueUrl, trustCalMinMax = true) {
   const { NVImage } = await loadNiivue(niivueUrl);
   const buffers = await Promise.all(specs.map((s) => volumeCache.get(s.url)));
   return Promise.all(specs.map((s, i) => NVImage.loadFromUrl({
     url: buffers[i].slice(0), name: s.name || "volume.nii.gz", colormap: s.colormap || "gray",
     opacity: s.opacity ?? 1, cal_min: s.cal_min ?? NaN, cal_max: s.cal_max ?? NaN,
-    trustCalMinMax: nv.opts.trustCalMinMax,
+    trustCalMinMax,
   })));
 }
 
@@ -165,7 +165,7 @@ function install(nv, images) {
 }
 
 async function loadSpecs(nv, specs, niivueUrl) {
-  install(nv, await decodeSpecs(nv, specs, niivueUrl));
+  install(nv, await decodeSpecs(specs, niivueUrl, nv.opts.trustCalMinMax));
 }
 
 function focus(nv, mm) {
@@ -285,8 +285,8 @@ class ViewerGroup {
   // token only uploads them. A token whose base no longer matches (another modality chosen since) is ignored.
   prepare(config, baseUrl) {
     const base = { ...config.base, url: baseUrl || config.base.url };
-    const images = Promise.all(this.viewers.map((v, i) => decodeSpecs(v.nv, specsOf({ ...config, base },
-      this.overlaysFor(config, i)), config.niivueUrl)));
+    const images = Promise.all(this.viewers.map((v, i) => decodeSpecs(specsOf({ ...config, base },
+      this.overlaysFor(config, i)), config.niivueUrl, v.nv.opts.trustCalMinMax)));
     images.catch(() => {}); // load() decodes again if this failed
     return { config, baseUrl: base.url, images };
   }
@@ -363,6 +363,11 @@ export async function mountViewer(canvas, config) {
 export async function mountSyncedPair(canvasA, canvasB, config) {
   if (!config.overlays || config.overlays.length !== 2) throw new Error("mountSyncedPair needs exactly two overlays");
   volumeCache.prefetch(specsOf(config, config.overlays).map((s) => s.url)); // downloads while WebGL starts
+  // ... and is decoded in the gaps of the WebGL start (decompression is asynchronous), as a prepare() token
+  const trust = (config.options || {}).trustCalMinMax ?? true; // NiiVue's default
+  const early = { config, baseUrl: config.base.url,
+    images: Promise.all(config.overlays.map((o) => decodeSpecs(specsOf(config, [o]), config.niivueUrl, trust))) };
+  early.images.catch(() => {}); // load() decodes again if this failed
   const [a, b] = await Promise.all([createNiivue(canvasA, config), createNiivue(canvasB, config)]);
   const showsRender = layoutShowsRender(config.sliceType || "multiplanar");
   for (const nv of [a, b]) setGradientPasses(nv, showsRender);
@@ -377,6 +382,6 @@ export async function mountSyncedPair(canvasA, canvasB, config) {
   }
   const group = new ViewerGroup([{ nv: a, overlays: [config.overlays[0]] }, { nv: b, overlays: [config.overlays[1]] }], config);
   group.lazyGradient = true;
-  await group.load(config);
+  await group.load(config, null, early);
   return group;
 }

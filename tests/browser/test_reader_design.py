@@ -130,3 +130,25 @@ def test_2d_layouts_skip_the_3d_gradient_and_the_3d_layout_computes_it(page, set
     assert page.evaluate("window.labelgenReader.pair.viewers.map(v => v.nv.skippedGradient)") == [True, True]
     assert drawn_fraction(page, "#canvas-left") > 0.05 and red_fraction(page, "#canvas-right") > 0.002
     assert not page.js_errors, page.js_errors
+
+
+def test_the_first_items_volumes_download_with_the_page_once_each(page, settings, tmp_path):
+    """The page preloads the first item's three volumes (base, A, B) while its code loads; the viewers use those
+    downloads (no second request) and decode them while WebGL starts."""
+    settings.MEDIA_ROOT = tmp_path
+    reader = make_user("p_reader", "reader")
+    study = make_study(n_cases=2, readers=[reader])
+    login(page, "p_reader", "p_reader-pass-123")
+    volume_requests = []
+    page.on("request", lambda req: volume_requests.append(req.url) if "/studies/v/" in req.url else None)
+    page.goto(f"/studies/{study.pk}/read/")
+    wait_item(page, 1)
+    shown = page.evaluate("(() => { const p = window.labelgenReader.pair;"
+                          " return [p.config.base.url, ...p.viewers.map(v => v.overlays[0].url)]; })()")
+    preloaded = page.eval_on_selector_all("link[rel=preload][as=fetch]", "ls => ls.map(l => l.getAttribute('href'))")
+    assert preloaded == shown
+    for url in shown:
+        assert sum(r.endswith(url) for r in volume_requests) == 1, (url, volume_requests)
+    assert page.evaluate("window.labelgenReader.pair.lastLoad") == "prepared"
+    assert drawn_fraction(page, "#canvas-left") > 0.05 and red_fraction(page, "#canvas-right") > 0.002
+    assert not page.js_errors, page.js_errors
