@@ -131,6 +131,8 @@ async function show(payload, { first = false, prepared = null } = {}) {
   els.answerButtons.forEach((b) => { b.disabled = false; });
   els.root.dataset.ready = "1";
   performance.mark("labelgen:item-shown", { detail: { position: item.position } }); // read by bench/reader_bench.py
+  const position = item.position;
+  pair.whenDrawn().then(() => performance.mark("labelgen:item-drawn", { detail: { position } })); // ... and this
   prefetchNext();
 }
 

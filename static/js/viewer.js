@@ -155,17 +155,17 @@ async function decodeSpecs(specs, niivueUrl, trustCalMinMax = true) {
   })));
 }
 
-// Replace all volumes of `nv` and upload them to the GPU in one pass: nv.loadVolumes would refresh the textures
-// once per added volume, which costs seconds per item with software WebGL.
-function install(nv, images) {
+// Replace all volumes of `nv` without touching the GPU; ViewerGroup.afterLoad uploads them in one pass once the
+// layout, crosshair and look are set. nv.loadVolumes would refresh the textures once per added volume, and
+// uploading before those settings cost another full draw per viewer: each is 0.1-0.5 s of software WebGL.
+function assign(nv, images) {
   nv.volumes = images;
   nv.back = images[0];
   nv.overlays = images.slice(1);
-  nv.updateGLVolume();
 }
 
 async function loadSpecs(nv, specs, niivueUrl) {
-  install(nv, await decodeSpecs(specs, niivueUrl, nv.opts.trustCalMinMax));
+  assign(nv, await decodeSpecs(specs, niivueUrl, nv.opts.trustCalMinMax));
 }
 
 function focus(nv, mm) {
@@ -187,6 +187,7 @@ class ViewerGroup {
     this.preset = null;
   }
   get nv() { return this.viewers[0].nv; }
+  whenDrawn() { return Promise.all(this.viewers.map((v) => gpuDone(v.nv))); }
   each(fn) { for (const v of this.viewers) fn(v.nv); }
   // Sets overlay opacity/outline on the volumes; redraws (one texture refresh per viewer) unless redraw=false.
   applyOverlayLook(redraw = true) {
@@ -256,10 +257,9 @@ class ViewerGroup {
     this.setWindow(rmin + p.lo * span, rmin + p.hi * span, redraw);
   }
   crosshairMm() { return this.nv.volumes.length ? Array.from(this.nv.frac2mm(this.nv.scene.crosshairPos)).slice(0, 3) : null; }
-  // After new volumes: layout, overlay look, window and crosshair, with as few redraws as possible (each one
-  // is costly with software WebGL). look=false keeps each overlay's own opacity from its spec.
+  // After new volumes (assigned, not uploaded): layout, overlay look, window and crosshair, then one upload and
+  // one draw per viewer (each is costly with software WebGL). look=false keeps each overlay's own opacity.
   afterLoad(focusMm, look = true) {
-    const needsRefresh = look && (this.outline || this.preset);
     this.each((nv) => {
       nv.opts.sliceType = layoutOptions(nv, this.sliceType);
       nv.opts.isRadiologicalConvention = this.radiological;
@@ -267,7 +267,7 @@ class ViewerGroup {
     });
     if (look) this.applyOverlayLook(false);
     if (this.preset) this.setWindowPreset(this.preset, false);
-    this.each((nv) => (needsRefresh ? nv.updateGLVolume() : nv.drawScene()));
+    this.each((nv) => nv.updateGLVolume());
   }
   async setBaseVolume(url) {
     const keep = this.crosshairMm();
@@ -304,7 +304,7 @@ class ViewerGroup {
     }
     this.lastLoad = images ? "prepared" : "decoded"; // read by the browser tests
     if (images) {
-      this.viewers.forEach((v, i) => install(v.nv, images[i]));
+      this.viewers.forEach((v, i) => assign(v.nv, images[i]));
     } else {
       await Promise.all(this.viewers.map((v) => loadSpecs(v.nv, specsOf({ ...config, base }, v.overlays), config.niivueUrl)));
     }
@@ -331,6 +331,25 @@ export function maskEdges(img, dims) {
     }
   }
   return out;
+}
+
+// Resolves once the GPU has executed everything `nv` asked of it so far (a WebGL2 fence, polled without blocking):
+// the browser may show an item's frame while software WebGL is still working through its uploads and draws.
+export function gpuDone(nv) {
+  const gl = nv.gl;
+  const sync = gl.fenceSync(gl.SYNC_GPU_COMMANDS_COMPLETE, 0);
+  gl.flush();
+  return new Promise((resolve) => {
+    const poll = () => {
+      if (gl.isContextLost() || gl.getSyncParameter(sync, gl.SYNC_STATUS) === gl.SIGNALED) {
+        gl.deleteSync(sync);
+        resolve();
+      } else {
+        setTimeout(poll, 4);
+      }
+    };
+    poll();
+  });
 }
 
 function nextFrame() {

@@ -151,4 +151,14 @@ def test_the_first_items_volumes_download_with_the_page_once_each(page, settings
         assert sum(r.endswith(url) for r in volume_requests) == 1, (url, volume_requests)
     assert page.evaluate("window.labelgenReader.pair.lastLoad") == "prepared"
     assert drawn_fraction(page, "#canvas-left") > 0.05 and red_fraction(page, "#canvas-right") > 0.002
+    # the page marks when the GPU has finished the item (bench/reader_bench.py reads it)
+    page.wait_for_function("performance.getEntriesByName('labelgen:item-drawn').length === 1")
+    # the slice line, filled once the item shows, keeps its height: a resized canvas is a full redraw (1.4 s of
+    # software WebGL right after the first item)
+    heights = ("(() => { const r = document.querySelector('#canvas-left').getBoundingClientRect().height;"
+               " const info = document.querySelector('#slice-info'); const text = info.textContent;"
+               " info.textContent = ''; const e = document.querySelector('#canvas-left').getBoundingClientRect().height;"
+               " info.textContent = text; return [r, e]; })()")
+    filled, empty = page.evaluate(heights)
+    assert filled == empty
     assert not page.js_errors, page.js_errors
