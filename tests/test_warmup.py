@@ -11,6 +11,17 @@ from pathlib import Path
 from evaluation import warmup
 
 
+def in_a_fresh_django_process(code, tmp_path):
+    """Run ``code`` after ``django.setup()`` in a new Python process; returns the last line it printed."""
+    setup = ("import os, sys; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'labelgen_web.settings');"
+             "import django; django.setup();")
+    done = subprocess.run([sys.executable, "-c", setup + code], cwd=Path(__file__).resolve().parent.parent,
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "LABELGEN_VAR_DIR": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip().splitlines()[-1]
+
+
 def test_warm_up_draws_every_report_chart_from_the_tiny_vote_table():
     figures = warmup.warm_up()
     assert figures["preference"] and figures["side_bias"] and figures["time"]
@@ -42,14 +53,9 @@ def test_the_wsgi_module_starts_the_warm_up(monkeypatch):
 def test_a_web_process_serves_pages_without_loading_torch(tmp_path):
     """The URLconf and the report need neither torch nor MONAI (about 2.4 s and hundreds of MB per web
     process); only the worker's run bodies import them."""
-    code = ("import os, sys; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'labelgen_web.settings');"
-            "import django; django.setup(); from evaluation.warmup import warm_up; warm_up();"
-            "print(sorted(m for m in ('torch', 'monai') if m in sys.modules))")
-    root = Path(__file__).resolve().parent.parent
-    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "LABELGEN_VAR_DIR": str(tmp_path)})
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().splitlines()[-1] == "[]"
+    printed = in_a_fresh_django_process("from evaluation.warmup import warm_up; warm_up();"
+                                        "print(sorted(m for m in ('torch', 'monai') if m in sys.modules))", tmp_path)
+    assert printed == "[]"
 
 
 def test_under_gunicorn_the_wsgi_module_warms_up_before_the_fork(monkeypatch):
@@ -66,16 +72,12 @@ def test_under_gunicorn_the_wsgi_module_warms_up_before_the_fork(monkeypatch):
 def test_the_warm_up_before_the_fork_leaves_no_thread_and_no_open_connection(tmp_path):
     """gunicorn forks its workers right after: a running thread or an open database socket would be copied into
     every worker."""
-    code = ("import os, sys, threading; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'labelgen_web.settings');"
-            "import django; django.setup(); from django.db import connection; connection.ensure_connection();"
-            "from evaluation.warmup import warm_up_before_fork; warm_up_before_fork();"
-            "print(threading.active_count(), connection.connection is None,"
-            " 'evaluation.views_coordinator' in sys.modules, 'plotly.graph_objects' in sys.modules)")
-    root = Path(__file__).resolve().parent.parent
-    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "LABELGEN_VAR_DIR": str(tmp_path)})
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().splitlines()[-1] == "1 True True True"
+    printed = in_a_fresh_django_process(
+        "import threading; from django.db import connection; connection.ensure_connection();"
+        "from evaluation.warmup import warm_up_before_fork; warm_up_before_fork();"
+        "print(threading.active_count(), connection.connection is None,"
+        " 'evaluation.views_coordinator' in sys.modules, 'plotly.graph_objects' in sys.modules)", tmp_path)
+    assert printed == "1 True True True"
 
 
 def test_gunicorn_started_from_the_project_root_serves_pages_from_a_warm_master(tmp_path):
