@@ -19,7 +19,7 @@ let dirty = false;
 let saving = null;
 let autosaveTimer = null;
 let shortcutsOn = true;
-let since = performance.now();
+let visibleSince = document.visibilityState === "visible" ? performance.now() : null;
 let aiUrl = config.correctionUrl || config.aiUrl;
 
 function say(text, isError = false) {
@@ -27,11 +27,12 @@ function say(text, isError = false) {
   status.classList.toggle("error", isError);
 }
 
-// Seconds on the page since the last report (only while visible).
+// Seconds the page was visible since the last report. The hidden handler calls this after the page
+// has turned hidden, so the clock's state, not document.visibilityState, says whether to count.
 function takeSeconds() {
   const now = performance.now();
-  const s = document.visibilityState === "visible" ? (now - since) / 1000 : 0;
-  since = now;
+  const s = visibleSince === null ? 0 : (now - visibleSince) / 1000;
+  visibleSince = document.visibilityState === "visible" ? now : null;
   return s.toFixed(1);
 }
 
@@ -261,7 +262,7 @@ document.addEventListener("visibilitychange", () => {
     body.append("csrfmiddlewaretoken", csrf);
     navigator.sendBeacon(`${config.post.time}?seconds=${takeSeconds()}`, body);
   } else {
-    since = performance.now();
+    visibleSince = performance.now();
   }
 });
 window.addEventListener("beforeunload", (e) => { if (dirty) e.preventDefault(); });

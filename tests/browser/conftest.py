@@ -1,9 +1,12 @@
 """Playwright (Python) driving Debian's chromium against pytest-django's live server."""
 
 import os
+import threading
+import time
 from pathlib import Path
 
 import pytest
+from django.core.signals import request_finished, request_started
 
 # Playwright's sync API runs an event loop in this thread; Django's ORM calls from the test body are
 # still synchronous and safe here.
@@ -33,6 +36,48 @@ def browser():
         browser.close()
 
 
+class _RequestsInFlight:
+    """Counts the live server's requests, so a test ends only once its pages' last requests have.
+
+    A closing page still talks to the server: the annotation page sends the time spent with
+    `navigator.sendBeacon` when it is hidden, and Playwright does not report beacons. Served while
+    pytest-django flushes the database after the test, such a request deadlocked the flush on
+    PostgreSQL (CI, stop 25).
+    """
+
+    def __init__(self):
+        self.count = 0
+        self.last = time.monotonic()
+        self.changed = threading.Condition()
+
+    def started(self, **kwargs):
+        with self.changed:
+            self.count += 1
+
+    def finished(self, **kwargs):
+        with self.changed:
+            self.count -= 1
+            self.last = time.monotonic()
+            self.changed.notify_all()
+
+    def wait_until_quiet(self, quiet=0.3, limit=30.0):
+        """Return once no request has been in flight for `quiet` seconds (after at most `limit`)."""
+        began = time.monotonic()
+        deadline = began + limit
+        with self.changed:
+            while time.monotonic() < deadline:
+                idle_for = time.monotonic() - max(self.last, began)
+                if self.count == 0 and idle_for >= quiet:
+                    return True
+                self.changed.wait(timeout=quiet if self.count else quiet - idle_for)
+        return False
+
+
+_in_flight = _RequestsInFlight()
+request_started.connect(_in_flight.started, dispatch_uid="browser-tests-in-flight")
+request_finished.connect(_in_flight.finished, dispatch_uid="browser-tests-in-flight")
+
+
 @pytest.fixture
 def page(browser, live_server):
     context = browser.new_context(base_url=live_server.url, viewport={"width": 1400, "height": 900})
@@ -43,6 +88,7 @@ def page(browser, live_server):
     page.js_errors = errors
     yield page
     context.close()
+    assert _in_flight.wait_until_quiet(), "the live server was still serving 30 s after the test's pages closed"
 
 
 def login(page, username, password):

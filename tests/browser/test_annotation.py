@@ -8,7 +8,7 @@ import pytest
 from pipeline.annotation.services import create_task
 from pipeline.core.io.nifti import load_volume
 from pipeline.models import AnnotationItem, Label
-from tests.browser.conftest import login, screenshot
+from tests.browser.conftest import _in_flight, login, screenshot
 from tests.factories import make_dataset, make_user
 from tests.test_annotation import clustering_run
 
@@ -101,6 +101,26 @@ def test_draw_save_make_ai_label_correct_and_accept(page, media):
     original.refresh_from_db()
     assert original.review == "accepted"
     assert not page.js_errors, page.js_errors
+
+
+def test_leaving_the_page_records_the_time_spent_on_it(browser, live_server):
+    """The beacon sent when the page turns hidden carries the seconds it was visible (it sent 0.0 before:
+    the page was already hidden when it counted)."""
+    dataset = make_dataset(name="timed", n_cases=1, prediction_sets=())
+    reader = make_user("timer", "reader")
+    task = create_task(dataset=dataset, name="Box it", input="box", radiologists=[reader],
+                       cases=dataset.cases.all())
+    context = browser.new_context(base_url=live_server.url, viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    login(page, "timer", "timer-pass-123")
+    page.goto("/annotate/")
+    page.click("text=Start")
+    page.wait_for_selector("#annotate[data-ready='1']", timeout=90_000)
+    page.wait_for_timeout(1500)
+    page.goto("about:blank")
+    context.close()
+    assert _in_flight.wait_until_quiet()
+    assert task.items.get().seconds_spent >= 1.5
 
 
 def test_coordinator_creates_a_task_and_follows_it(page, media):
