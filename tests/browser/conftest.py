@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import pytest
+from django.core.handlers.wsgi import WSGIHandler
 from django.core.signals import request_finished, request_started
 
 # Playwright's sync API runs an event loop in this thread; Django's ORM calls from the test body are
@@ -36,13 +37,18 @@ def browser():
         browser.close()
 
 
+def _served_over_wsgi(sender):
+    return isinstance(sender, type) and issubclass(sender, WSGIHandler)
+
+
 class _RequestsInFlight:
     """Counts the live server's requests, so a test ends only once its pages' last requests have.
 
     A closing page still talks to the server: the annotation page sends the time spent with
     `navigator.sendBeacon` when it is hidden, and Playwright does not report beacons. Served while
     pytest-django flushes the database after the test, such a request deadlocked the flush on
-    PostgreSQL (CI, stop 25).
+    PostgreSQL (CI, stop 25). Only requests served over WSGI count: the test client's handler is not a
+    WSGIHandler, and a streamed response it never read would never finish.
     """
 
     def __init__(self):
@@ -50,11 +56,15 @@ class _RequestsInFlight:
         self.last = time.monotonic()
         self.changed = threading.Condition()
 
-    def started(self, **kwargs):
+    def started(self, sender, **kwargs):
+        if not _served_over_wsgi(sender):
+            return
         with self.changed:
             self.count += 1
 
-    def finished(self, **kwargs):
+    def finished(self, sender, **kwargs):
+        if not _served_over_wsgi(sender):
+            return
         with self.changed:
             self.count -= 1
             self.last = time.monotonic()
