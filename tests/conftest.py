@@ -21,6 +21,16 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.e2e)
 
 
+@pytest.fixture(autouse=True)
+def _empty_cache():
+    """The test settings' cache lives as long as the process. A test's rows are rolled back without a signal,
+    and SQLite gives the next test's rows the same ids: a user cached under an id by one test
+    (accounts.user_cache) must not answer for another test's user."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 @pytest.fixture
 def media(settings, tmp_path):
     """A fresh MEDIA_ROOT for the test (volumes, runs, uploads)."""
