@@ -6,7 +6,9 @@ reader's vote (bench/reader_bench.py). The cached copy is dropped whenever anyth
 user is or what they may do changes: the user row (a deactivation, a new password, a deletion), their
 groups from either side, or a group's name or existence. Drops happen when the change commits, and again
 at once, so a request can neither keep nor re-cache the old state. Queryset ``update()`` on users sends
-no signal and is not used on them; the entry also expires after :data:`SECONDS`.
+no signal and is not used on them; the entry also expires after :data:`SECONDS`. The entry is the user row
+(the password hash included: the session check needs it), so the cache must be as private as the database,
+as the sessions already require.
 """
 
 from django.contrib.auth import get_user_model

@@ -57,7 +57,7 @@ def environment(args, tmp):
     return {**os.environ, "DATABASE_URL": args.pg_url, "LABELGEN_VAR_DIR": str(tmp / "var"),
             "MEDIA_ROOT": str(tmp / "media"), "STATIC_ROOT": str(tmp / "static"), "SECRET_KEY": secrets.token_hex(32),
             "LABELGEN_HTTPS": "0", "DEBUG": "0", "ALLOWED_HOSTS": "127.0.0.1,localhost", "LOG_LEVEL": "WARNING",
-            "LABELGEN_PLAIN_STATIC": "1", "DJANGO_SETTINGS_MODULE": "labelgen_web.settings", "OMP_NUM_THREADS": "1",
+            "DJANGO_SETTINGS_MODULE": "labelgen_web.settings", "OMP_NUM_THREADS": "1",
             "CACHE_URL": args.cache_url, "LABELGEN_LOGIN_FAILURES": "1000"}
 
 
