@@ -32,6 +32,7 @@ def test_new_vote_costs_at_most_5_statements_and_a_repeat_is_idempotent(client_f
     assert response.status_code == 200 and response.json()["progress"] == {"done": 1, "total": 3}
     assert len(sql) <= 5, "\n".join(sql)
     assert sum(q.startswith("INSERT") for q in sql) == 1 and not any("SAVEPOINT" in q for q in sql)
+    assert not any('"auth_user"' in q for q in sql), "the logged-in user comes from the cache (accounts.user_cache)"
     response, sql_again = queries(lambda: post_vote(c, study, 1, choice="left", time_ms=900))
     assert response.json()["outcome"] == "unchanged" and Vote.objects.count() == 1
     assert response.json()["progress"] == {"done": 1, "total": 3}
