@@ -15,13 +15,16 @@ import torch
 from monai.transforms import Compose, RandAffined, RandFlipd
 from torch import nn
 
+from pipeline.core.clustering.relu_bn import ReLUBatchNorm3d
+
 __all__ = ["ClusterNet", "ClusteringLoss", "SelfLabelLoss", "make_augmentation", "self_label_loss"]
 
 
 class ClusterNet(nn.Module):
     """Shared-weight feature network.
 
-    Per modality: ``n_conv`` x (conv3d 3x3x3 -> ReLU -> BatchNorm3d), then conv3d 1x1x1 -> BatchNorm3d.
+    Per modality: ``n_conv`` x (conv3d 3x3x3 -> ReLU -> BatchNorm3d), then conv3d 1x1x1 -> BatchNorm3d. Each
+    ReLU -> BatchNorm pair is one :class:`~pipeline.core.clustering.relu_bn.ReLUBatchNorm3d`.
     The modalities are folded into the batch so the same weights (and BatchNorm statistics) serve all.
 
     Args:
@@ -50,9 +53,11 @@ class ClusterNet(nn.Module):
         layers: list[nn.Module] = []
         in_ch = 1
         for _ in range(n_conv):
+            # the ReLU runs inside ReLUBatchNorm3d, fused with the BatchNorm to keep less for the backward;
+            # the Identity holds its place so that checkpoints keep their keys (body.2.weight, ...)
             layers += [nn.Conv3d(in_ch, n_channels, (3, 3, slice_kernel), padding=(1, 1, slice_kernel // 2)),
-                       nn.ReLU(inplace=True),
-                       nn.BatchNorm3d(n_channels)]
+                       nn.Identity(),
+                       ReLUBatchNorm3d(n_channels)]
             in_ch = n_channels
         layers += [nn.Conv3d(n_channels, n_channels, 1), nn.BatchNorm3d(n_channels)]
         self.body = nn.Sequential(*layers)
