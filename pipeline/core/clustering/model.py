@@ -15,6 +15,7 @@ import torch
 from monai.transforms import Compose, RandAffined, RandFlipd
 from torch import nn
 
+from pipeline.core.clustering.pointwise_bn import pointwise_batch_norm, pointwise_fusable
 from pipeline.core.clustering.relu_bn import ReLUBatchNorm3d
 
 __all__ = ["ClusterNet", "ClusteringLoss", "SelfLabelLoss", "make_augmentation", "self_label_loss"]
@@ -73,7 +74,12 @@ class ClusterNet(nn.Module):
         x = x.reshape(b * m, 1, *x.shape[2:])  # shared weights: modalities ride in the batch
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last_3d)
-        return self.body(x).view(b, m, self.n_channels, *x.shape[2:])
+        *blocks, conv, bn = self.body
+        for layer in blocks:
+            x = layer(x)
+        # the head (1x1x1 conv -> BatchNorm) fused in training on the CPU: its conv output is never kept
+        x = pointwise_batch_norm(x, conv, bn) if pointwise_fusable(x, conv, bn) else bn(conv(x))
+        return x.view(b, m, self.n_channels, *x.shape[2:])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.grouped(x)
