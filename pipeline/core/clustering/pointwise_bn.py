@@ -75,7 +75,10 @@ class _PointwiseBatchNorm(torch.autograd.Function):
         a_t = (g64[:, None] * p_mat).T.to(acc)
         t = (g64 * p_vec + beta.detach().to(torch.float64)).to(acc)
         for y, xb in _blocks(_rows(out), rows):
-            y.copy_(torch.addmm(t, xb.to(acc), a_t))
+            if y.dtype == acc:
+                torch.addmm(t, xb, a_t, out=y)
+            else:
+                y.copy_(torch.addmm(t, xb.to(acc), a_t))
         ctx.save_for_backward(x, p_mat, p_vec, g64, invstd, w, scatter, mean_x)
         ctx.output_ptr = out.untyped_storage().data_ptr()
         ctx.dtypes = (weight.dtype, conv_bias.dtype, gamma.dtype, beta.dtype)
@@ -114,7 +117,10 @@ class _PointwiseBatchNorm(torch.autograd.Function):
         for out, g, xb in _blocks(_rows(grad_x), g_rows, rows):
             x_hat = torch.addmm(pb, xb.to(acc), pa)
             gc = g.to(acc).sub(ma).sub_(x_hat.mul_(mb))
-            out.copy_(gc @ wk)
+            if out.dtype == acc:
+                torch.mm(gc, wk, out=out)
+            else:
+                out.copy_(gc @ wk)
         wd, bd, gd, betad = ctx.dtypes
         return (grad_x, grad_w.reshape(c, c, 1, 1, 1).to(wd), grad_w0.to(bd), grad_gamma.to(gd), grad_beta.to(betad),
                 None, None, None, None)

@@ -78,12 +78,16 @@ class _ReLUBatchNorm(torch.autograd.Function):
     def forward(ctx, x, weight, bias, running_mean, running_var, momentum, eps):
         c = x.shape[1]
         acc = torch.promote_types(x.dtype, torch.float32)
-        x.relu_()
-        mask = x > 0  # the ReLU's gradient; its output cannot be told apart from 0 once normalised
         wide = _wide(x)
         k = wide.shape[1] // c
         n = wide.shape[0] * k
-        mean = _per_channel(wide.sum(0, dtype=acc), c) / n
+        # the ReLU's gradient, kept apart: its output cannot be told from 0 once normalised
+        mask = torch.empty(wide.shape, dtype=torch.bool)
+        total = torch.zeros(wide.shape[1], dtype=acc)
+        for block, m in _blocks(wide, mask):
+            torch.gt(block.relu_(), 0, out=m)
+            total += block.sum(0, dtype=acc)
+        mean = _per_channel(total, c) / n
         mean_k = mean.repeat(k)
         sq = torch.zeros(wide.shape[1], dtype=acc)
         for (block,) in _blocks(wide):  # two passes: E[x^2] - E[x]^2 would cancel for large means
@@ -101,7 +105,10 @@ class _ReLUBatchNorm(torch.autograd.Function):
             source, a, b = x.clone(), invstd, -mean * invstd
         scale_k, shift_k = scale.repeat(k), shift.repeat(k)
         for (block,) in _blocks(wide):
-            block.copy_(torch.addcmul(shift_k, block.to(acc), scale_k))
+            if block.dtype == acc:
+                torch.addcmul(shift_k, block, scale_k, out=block)
+            else:
+                block.copy_(torch.addcmul(shift_k, block.to(acc), scale_k))
         if not keep_input:  # x_hat from the output: (y - beta) / gamma
             source, a, b = x, 1.0 / gamma, -beta / gamma
         ctx.mark_dirty(x)
@@ -117,7 +124,7 @@ class _ReLUBatchNorm(torch.autograd.Function):
         c = y.shape[1]
         acc = gamma.dtype
         grad_y = grad_y.contiguous(memory_format=torch.channels_last_3d)
-        wy, wg, wm, ws = _wide(y), _wide(grad_y), _wide(mask), _wide(source)
+        wy, wg, ws = _wide(y), _wide(grad_y), _wide(source)
         k = wy.shape[1] // c
         n = wy.shape[0] * k
         a_k, b_k = a.repeat(k), b.repeat(k)
@@ -134,8 +141,11 @@ class _ReLUBatchNorm(torch.autograd.Function):
         m1_k, m2_k = (grad_bias / n).repeat(k), (grad_weight / n).repeat(k)
         # the gradient is written over y (nothing reads it after this node; the in-place write bumps its
         # version, so a second backward through a retained graph fails loudly instead of reading it)
-        for out, g, s, m in _blocks(wy, wg, ws, wm):
+        for out, g, s, m in _blocks(wy, wg, ws, mask):
             x_hat = torch.addcmul(b_k, s.to(acc), a_k)
-            gx = (g.to(acc) - m1_k).sub_(x_hat.mul_(m2_k)).mul_(c_k).mul_(m)
-            out.copy_(gx)
+            gx = (g.to(acc) - m1_k).sub_(x_hat.mul_(m2_k)).mul_(c_k)
+            if out.dtype == acc:
+                torch.mul(gx, m, out=out)
+            else:
+                out.copy_(gx.mul_(m))
         return y, grad_weight.to(ctx.weight_dtype), grad_bias.to(ctx.weight_dtype), None, None, None, None
