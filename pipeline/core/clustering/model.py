@@ -24,9 +24,14 @@ __all__ = ["ClusterNet", "ClusteringLoss", "SelfLabelLoss", "make_augmentation",
 class ClusterNet(nn.Module):
     """Shared-weight feature network.
 
-    Per modality: ``n_conv`` x (conv3d 3x3x3 -> ReLU -> BatchNorm3d), then conv3d 1x1x1 -> BatchNorm3d. Each
-    ReLU -> BatchNorm pair is one :class:`~pipeline.core.clustering.relu_bn.ReLUBatchNorm3d`.
+    Per modality: ``n_conv`` x (conv3d 3x3x3 -> ReLU -> BatchNorm3d), then conv3d 1x1x1 -> BatchNorm3d.
     The modalities are folded into the batch so the same weights (and BatchNorm statistics) serve all.
+
+    With ``channels_last`` (the trainer's choice on the CPU) training keeps half the activations for the
+    backward, with the same numbers up to rounding: each ReLU -> BatchNorm is one
+    :class:`~pipeline.core.clustering.relu_bn.ReLUBatchNorm3d` node and the head one
+    :func:`~pipeline.core.clustering.pointwise_bn.pointwise_batch_norm` node. Other layouts (CUDA) run the
+    plain modules.
 
     Args:
         n_channels: features per modality (``C``).
@@ -77,7 +82,7 @@ class ClusterNet(nn.Module):
         *blocks, conv, bn = self.body
         for layer in blocks:
             x = layer(x)
-        # the head (1x1x1 conv -> BatchNorm) fused in training on the CPU: its conv output is never kept
+        # the head (1x1x1 conv -> BatchNorm) fused in training on the CPU: its conv output is never stored
         x = pointwise_batch_norm(x, conv, bn) if pointwise_fusable(x, conv, bn) else bn(conv(x))
         return x.view(b, m, self.n_channels, *x.shape[2:])
 
