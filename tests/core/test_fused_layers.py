@@ -173,6 +173,37 @@ def test_fused_head_matches_conv_then_batchnorm():
     assert int(bn2.num_batches_tracked) == 1
 
 
+def test_fused_head_writes_only_over_its_own_output_storage():
+    """The head's backward writes the input gradient over the output gradient only when that is its own output
+    storage (the in-place loss), not whenever the address matches: memory that used to be a freed output can
+    hold the caller's gradient. Here the caller's gradient lies at the output's address under another storage
+    (a NumPy view of it) and must be left alone."""
+    (_, _), (conv, bn) = _head_pair(torch.float32)
+    x = torch.randn(2, 5, 6, 7, 4).contiguous(memory_format=CL).requires_grad_()
+    y = pointwise_batch_norm(x * 1, conv, bn)
+    g = torch.from_numpy(y.detach().numpy())  # same memory, another storage
+    assert g.data_ptr() == y.data_ptr() and g.is_contiguous(memory_format=CL)
+    g_before = g.clone()
+    y.backward(g)
+    assert torch.equal(g, g_before)
+
+
+def test_fused_head_under_the_in_place_loss_needs_no_new_gradient_tensor():
+    """The trainer's case: the loss writes its gradient over the head's output, and the head writes the input
+    gradient over that again, so the backward's peak holds no extra full-size tensor."""
+    (_, _), (conv, bn) = _head_pair(torch.float32)
+    x = torch.randn(4, 5, 6, 7, 4).contiguous(memory_format=CL).requires_grad_()
+    xm = x * 1
+    seen = []
+    xm.register_hook(lambda grad: seen.append(grad.untyped_storage().data_ptr()))
+    y = pointwise_batch_norm(xm, conv, bn)
+    output = y.untyped_storage().data_ptr()
+    total, _, _ = ClusteringLoss(1.0, inplace=True)(y.view(2, 2, 5, 6, 7, 4))
+    del y
+    total.backward()
+    assert seen == [output]
+
+
 def test_head_with_a_3x3x3_conv_or_channel_change_is_not_fused():
     x = torch.randn(2, 5, 6, 7, 4).contiguous(memory_format=CL)
     assert not pointwise_fusable(x, nn.Conv3d(5, 5, 3, padding=1), nn.BatchNorm3d(5))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.multiprocessing.reductions import StorageWeakRef
 
 from pipeline.core.clustering.relu_bn import _blocks, _per_channel, _wide, fusable
 
@@ -80,7 +81,7 @@ class _PointwiseBatchNorm(torch.autograd.Function):
             else:
                 y.copy_(torch.addmm(t, xb.to(acc), a_t))
         ctx.save_for_backward(x, p_mat, p_vec, g64, invstd, w, scatter, mean_x)
-        ctx.output_ptr = out.untyped_storage().data_ptr()
+        ctx.output_storage = StorageWeakRef(out.untyped_storage())  # weak: the loss decides how long it lives
         ctx.dtypes = (weight.dtype, conv_bias.dtype, gamma.dtype, beta.dtype)
         return out
 
@@ -107,9 +108,11 @@ class _PointwiseBatchNorm(torch.autograd.Function):
         xhat_t_x = p_mat @ gram + torch.outer(p_vec, sum_x)
         grad_w = coef[:, None] * (q - torch.outer(m1, sum_x) - m2[:, None] * xhat_t_x)
         grad_w0 = coef * (sum_g - n * m1 - m2 * (p_mat @ sum_x + n * p_vec))
-        # grad_x = grad_c W, block by block; over the output gradient when it is this node's own output memory
-        # (the loss wrote it there, nothing else reads it), else into a new tensor
-        own = grad_y.untyped_storage().data_ptr() == ctx.output_ptr and grad_y.dtype == x.dtype
+        # grad_x = grad_c W, block by block; over the output gradient when that is this node's output, still
+        # alive (the loss wrote its gradient there and nothing else reads it), else into a new tensor: memory
+        # that only used to be the output may now hold someone else's tensor
+        own = (not ctx.output_storage.expired() and StorageWeakRef(grad_y.untyped_storage()) == ctx.output_storage
+               and grad_y.dtype == x.dtype)
         grad_x = grad_y if own else torch.empty_like(x, memory_format=torch.channels_last_3d)
         pa, pb = p_mat.T.to(acc), p_vec.to(acc)
         ma, mb, k = m1.to(acc), m2.to(acc), coef.to(acc)
