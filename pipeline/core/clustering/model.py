@@ -171,11 +171,14 @@ def self_label_loss(response: torch.Tensor, mu: float, with_grad: bool, block_el
         for h0 in range(0, h, rows):
             h1 = min(h0 + rows, h)
             e0, e1 = max(h0 - 1, 0), min(h1 + 1, h)  # one row more on each side for the differences along H
-            start = h0 if above is not None else e0
-            ext = response[i, ..., start:e1, :, :].to(acc, memory_format=torch.contiguous_format)
-            ext = ext.view(k, e1 - start, w, d)
-            if above is not None:
-                ext = torch.cat([above, ext], dim=1)
+            if above is None:
+                ext = response[i, ..., e0:e1, :, :].to(acc, memory_format=torch.contiguous_format)
+                ext = ext.view(k, e1 - e0, w, d)
+            else:  # the row above from before it was overwritten, then this block's rows (no torch.cat copy)
+                ext = torch.empty((k, e1 - e0, w, d), dtype=acc, device=response.device)
+                ext[:, :1] = above
+                src = response[i, ..., h0:e1, :, :]
+                ext[:, 1:].view(src.shape).copy_(src)
             x = ext[:, h0 - e0:h1 - e0]  # (K, rows, W, D)
             top, arg = x.max(dim=0, keepdim=True)
             if ids is not None:
