@@ -216,3 +216,22 @@ def test_cluster_net_checkpoint_keys_are_unchanged():
     bn = {"weight", "bias", "running_mean", "running_var", "num_batches_tracked"}
     assert keys == ({f"body.{i}.{p}" for i in (0, 3, 6) for p in ("weight", "bias")}
                     | {f"body.{i}.{p}" for i in (2, 5, 7) for p in bn})
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_low_precision_input_stays_close_to_float32(dtype):
+    """Under autocast (``cpu_bf16``) the convolutions hand the fused layers bfloat16: statistics and gradients
+    are computed in float32 from the stored low-precision values, so they stay within that format's rounding
+    of the float32 result."""
+    torch.manual_seed(6)
+    plain, fused = _pair(dtype=torch.float32)
+    z = torch.randn(2, 5, 16, 16, 8).contiguous(memory_format=CL).to(dtype)
+    g = torch.randn_like(z)
+    want, want_grad = _run(plain, z.float(), g.float(), relu_first=True)
+    got, got_grad = _run(fused, z, g, relu_first=False)
+    assert got.dtype == got_grad.dtype == dtype
+    scale = want_grad.abs().max()
+    torch.testing.assert_close(got.float(), want, rtol=2e-2, atol=2e-2)
+    torch.testing.assert_close(got_grad.float(), want_grad, rtol=2e-2, atol=2e-2 * scale)
+    torch.testing.assert_close(fused.weight.grad, plain.weight.grad, rtol=2e-2, atol=2e-2 * plain.weight.grad.abs().max())
+    torch.testing.assert_close(fused.bias.grad, plain.bias.grad, rtol=2e-2, atol=2e-2 * plain.bias.grad.abs().max())
