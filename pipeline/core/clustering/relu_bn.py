@@ -1,4 +1,4 @@
-"""ReLU -> BatchNorm3d in one autograd node that keeps a quarter of the memory (no Django). Used by
+"""ReLU -> BatchNorm3d in one autograd node that keeps 1.25 instead of 2 activations (no Django). Used by
 :class:`~pipeline.core.clustering.model.ClusterNet`.
 
 The clustering network's blocks are conv -> ReLU -> BatchNorm. Done as separate modules, autograd keeps two
@@ -7,7 +7,7 @@ convolution's input). Here the BatchNorm output is written over the convolution'
 full-size tensor kept, with a 1-byte ReLU mask: BatchNorm's normalised input is recovered from its output as
 ``(y - beta) / gamma`` (the idea of in-place activated BatchNorm, Rota Bulo et al., CVPR 2018, for the
 opposite order of the two operations), and the backward writes its gradient over that output, which nothing
-needs afterwards. At the paper's settings this takes two of the network's six kept activations away.
+needs afterwards. With the paper's 2 blocks the network keeps 1.5 activations less.
 
 The passes over the data run on blocks of rows of a ``(rows, k * C)`` view of a channels-last tensor, so
 each block stays in cache and the per-channel vectors broadcast over a wide last axis; accumulations are in
@@ -43,7 +43,8 @@ def fusable(x: torch.Tensor, bn: nn.BatchNorm3d) -> bool:
     """The fused path: training with batch statistics, a gradient to keep, a channels-last 5D input on the CPU
     (other layouts and devices take the plain path; the CUDA one is unmeasured)."""
     return (bn.training and bn.track_running_stats and bn.affine and bn.momentum is not None
-            and torch.is_grad_enabled() and x.device.type == "cpu" and x.ndim == 5
+            and torch.is_grad_enabled() and x.grad_fn is not None  # an intermediate, free to overwrite
+            and x.device.type == "cpu" and x.ndim == 5
             and x.permute(0, 2, 3, 4, 1).is_contiguous()  # so that _wide is a view of x, not a copy
             and x.numel() > x.shape[1])
 
