@@ -139,6 +139,17 @@ def test_fused_loss_is_the_same_whatever_the_block_size():
             assert got[2].data_ptr() == overwritten.data_ptr()
             for g, want in zip(got, whole, strict=True):
                 torch.testing.assert_close(g, want)
+    # the trainer's case: the (B, M, C, H, W, D) view of a channels-last response, overwritten block by block
+    y = torch.randn(2, 6, 9, 4, 3, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    whole = self_label_loss(y, 0.6, with_grad=True, block_elements=10**9)
+    for rows in (1, 2, 4):
+        overwritten = y.contiguous(memory_format=torch.channels_last_3d)
+        got = self_label_loss(overwritten.view(2, 2, 3, 9, 4, 3), 0.6, with_grad=True,
+                              block_elements=rows * 6 * 4 * 3, inplace=True)
+        assert got[2].data_ptr() == overwritten.data_ptr()
+        torch.testing.assert_close(got[0], whole[0])
+        torch.testing.assert_close(got[1], whole[1])
+        torch.testing.assert_close(got[2].reshape(y.shape), whole[2])
 
 
 def test_channels_last_and_grouped_response_give_the_same_loss_and_gradients():
