@@ -161,17 +161,19 @@ class _ReLUBatchNorm(torch.autograd.Function):
             sum_g += g.sum(0)
             sum_gx += (g * torch.addcmul(b_k, s.to(acc), a_k)).sum(0)
         grad_bias, grad_weight = _per_channel(sum_g, c), _per_channel(sum_gx, c)
-        # d/dx of gamma * x_hat + beta through the batch statistics, then the ReLU's mask
+        # d/dx of gamma * x_hat + beta through the batch statistics, then the ReLU's mask:
+        # coef * (g - mean(g) - x_hat * mean(g * x_hat)), with x_hat = a * s + b, is one affine map of g and s
         coef = gamma * invstd
+        m1, m2 = grad_bias / n, grad_weight / n
         c_k = coef.repeat(k)
-        m1_k, m2_k = (grad_bias / n).repeat(k), (grad_weight / n).repeat(k)
+        shift_k = (-coef * (m1 + b * m2)).repeat(k)
+        s_k = (-coef * a * m2).repeat(k)
         # the gradient is written over y (nothing reads it after this node; the in-place write bumps its
         # version, so a second backward through a retained graph fails loudly instead of reading it)
         for rows, bits in _spans(wy):
             out, g, s = wy[rows], wg[rows], ws[rows]
             m = _unpack(mask[bits], out.shape[0])
-            x_hat = torch.addcmul(b_k, s.to(acc), a_k)
-            gx = (g.to(acc) - m1_k).sub_(x_hat.mul_(m2_k)).mul_(c_k)
+            gx = torch.addcmul(shift_k, g.to(acc), c_k).addcmul_(s.to(acc), s_k)
             if out.dtype == acc:
                 torch.mul(gx, m, out=out)
             else:
