@@ -114,16 +114,13 @@ class _PointwiseBatchNorm(torch.autograd.Function):
         own = (not ctx.output_storage.expired() and StorageWeakRef(grad_y.untyped_storage()) == ctx.output_storage
                and grad_y.dtype == x.dtype)
         grad_x = grad_y if own else torch.empty_like(x, memory_format=torch.channels_last_3d)
-        pa, pb = p_mat.T.to(acc), p_vec.to(acc)
-        ma, mb, k = m1.to(acc), m2.to(acc), coef.to(acc)
-        wk = (k[:, None] * w.to(acc))  # coef folded into W: grad_x = (g - m1 - x_hat m2) (coef W)
+        # grad_x = (g - m1 - x_hat m2) (coef W) with x_hat = x P^T + p: two products and a constant row
+        wk = coef[:, None] * w
+        g_map, x_map = wk.to(acc), (-(p_mat.T * m2) @ wk).to(acc)
+        shift = (-(m1 + p_vec * m2) @ wk).to(acc)
         for out, g, xb in _blocks(_rows(grad_x), g_rows, rows):
-            x_hat = torch.addmm(pb, xb.to(acc), pa)
-            gc = g.to(acc).sub(ma).sub_(x_hat.mul_(mb))
-            if out.dtype == acc:
-                torch.mm(gc, wk, out=out)
-            else:
-                out.copy_(gc @ wk)
+            gx = torch.addmm(shift, xb.to(acc), x_map).addmm_(g.to(acc), g_map)
+            out.copy_(gx)  # not addmm(out=out): out may be g's memory
         wd, bd, gd, betad = ctx.dtypes
         return (grad_x, grad_w.reshape(c, c, 1, 1, 1).to(wd), grad_w0.to(bd), grad_gamma.to(gd), grad_beta.to(betad),
                 None, None, None, None)
