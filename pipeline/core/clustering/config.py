@@ -36,9 +36,9 @@ class ClusteringConfig(TrainerConfig):
         device: ``"auto"`` (CUDA if available), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
         amp: mixed precision (float16 autocast + GradScaler); used on CUDA only.
         cpu_bf16: bfloat16 autocast on the CPU (convolutions in bfloat16, no scaler needed): at the paper's
-            settings about 0.6-0.7x the time and 0.64x the peak memory of float32 on a CPU with AVX-512 (measured
-            before the fused layers of :class:`~pipeline.core.clustering.model.ClusterNet` took float32 down
-            to about 1.5 GB), clusters close but not equal (ARI 0.97), so off by default (``bench/clustering_bench.py --paper-cpu`` and
+            settings about 0.7x the time and 0.92x the peak memory of float32 on an Intel Xeon with AVX-512 and
+            AMX (4.5-5.0 s per epoch and 1,243-1,253 MiB peak, against 6.2-6.9 s and 1,346-1,361 MiB),
+            clusters close but not equal (ARI 0.97), so off by default (``bench/clustering_bench.py --paper-cpu`` and
             ``bench/label_quality.py --set`` measure it). Ignored, with a note, on a CPU without native
             bfloat16 (AVX2 only), where it would be about 100x slower.
         augment: random flip + affine augmentation of training cases.

@@ -4,11 +4,11 @@
 The clustering network's blocks are conv -> ReLU -> BatchNorm. Done as separate modules, autograd keeps two
 full-size tensors per block for the backward: BatchNorm's input (the ReLU output) and its output (the next
 convolution's input). Here the BatchNorm output is written over the convolution's output and is the only
-full-size tensor kept, with the ReLU's mask packed 8 voxels to a byte (1/32 of a float32 activation; as bools
-it was 1/4, 126 MB at the paper's settings): BatchNorm's normalised input is recovered from its output as
+full-size tensor kept, with the ReLU's mask as bits (1/32 of a float32 activation; as bools it was 1/4, 63 MB
+per block at the paper's settings): BatchNorm's normalised input is recovered from its output as
 ``(y - beta) / gamma`` (the idea of in-place activated BatchNorm, Rota Bulo et al., CVPR 2018, for the
 opposite order of the two operations), and the backward writes its gradient over that output, which nothing
-needs afterwards. With the paper's 2 blocks the network keeps 1.5 activations less.
+needs afterwards. With the paper's 2 blocks the network keeps almost 2 activations less (2 - 1/16).
 
 The passes over the data run on blocks of rows of a ``(rows, k * C)`` view of a channels-last tensor, so
 each block stays in cache and the per-channel vectors broadcast over a wide last axis; accumulations are in
