@@ -26,6 +26,7 @@ def canvas_brightness(page, selector):
 
 
 @pytest.mark.slow
+@pytest.mark.once  # about a minute of phantoms and NIfTI at 256x256x32; PostgreSQL imports are tested small
 def test_phantom_dataset_20_cases_256_imports_and_case_page_shows_overlay(page, media, tmp_path):
     manifest = write_phantom_dataset(tmp_path / "ph", n_cases=20, size=256, depth=32, seed=3)
     call_command("import_cases", str(manifest), dataset="ph256", no_progress=True)
