@@ -1,5 +1,5 @@
-"""ReLU -> BatchNorm3d in one autograd node that keeps 1 instead of 2 activations (no Django). Used by
-:class:`~pipeline.core.clustering.model.ClusterNet`.
+"""ReLU -> BatchNorm3d in one autograd node that keeps 1 activation and a bit mask instead of 2 activations
+(no Django). Used by :class:`~pipeline.core.clustering.model.ClusterNet`.
 
 The clustering network's blocks are conv -> ReLU -> BatchNorm. Done as separate modules, autograd keeps two
 full-size tensors per block for the backward: BatchNorm's input (the ReLU output) and its output (the next
