@@ -55,6 +55,7 @@ def _speed(config: ClusteringConfig, n_train: int, n_val: int) -> dict:
     return {
         "device": describe_device(trainer.device), "grid": list(shape), "modalities": 2,
         "n_channels": config.n_channels, "batch_size": config.batch_size, "amp": trainer.use_amp,
+        "cpu_bf16": trainer.use_bf16, "notes": trainer.notes,
         "train_cases": n_train, "val_cases": n_val, "epochs": res.epochs,
         "seconds_per_epoch": [round(s.seconds, 3) for s in res.history],
         "voxels_per_s": round(voxels / epoch_s), "fit_wall_s": round(wall, 2), "cpu_s": round(cpu, 2),

@@ -234,7 +234,7 @@ def test_launch_form_names_parameters_in_words_and_opens_the_section_of_a_bad_on
 def test_cpu_bf16_on_a_cpu_without_native_bfloat16_trains_in_float32_and_says_so(tiny, monkeypatch):
     """Emulated bfloat16 made an AVX2-only CPU about 100x slower: the run falls back to float32 and its history
     tells why."""
-    monkeypatch.setattr("pipeline.core.clustering.trainer.cpu_bfloat16_is_native", lambda: False)
+    monkeypatch.setattr("pipeline.core.device.cpu_bfloat16_is_native", lambda: False)
     run = make_run(tiny, max_epochs=1, patience=1, cpu_bf16=True)
     with pytest.warns(RuntimeWarning, match="cpu_bf16 ignored"):
         assert execute(run.pk, run_clustering) == "succeeded"

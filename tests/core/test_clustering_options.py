@@ -136,7 +136,7 @@ def test_cpu_bf16_trains_in_bfloat16_and_stays_close_to_float32(monkeypatch):
 
     monkeypatch.setattr(ClusterNet, "grouped", spy)
     # the path itself, also on a CI machine whose CPU emulates bfloat16 (slow, but these volumes are tiny)
-    monkeypatch.setattr("pipeline.core.clustering.trainer.cpu_bfloat16_is_native", lambda: True)
+    monkeypatch.setattr("pipeline.core.clustering.trainer.cpu_bfloat16_why_not", lambda: None)
     plain = ClusteringTrainer(_config(max_epochs=3)).fit(train, val)
     assert set(dtypes) == {torch.float32}
     dtypes.clear()
@@ -146,11 +146,19 @@ def test_cpu_bf16_trains_in_bfloat16_and_stays_close_to_float32(monkeypatch):
         assert b.train_loss == pytest.approx(a.train_loss, rel=0.02) and np.isfinite(b.val_loss)
 
 
-def test_cpu_bf16_is_ignored_with_a_warning_where_the_cpu_has_no_native_bfloat16(monkeypatch):
-    monkeypatch.setattr("pipeline.core.clustering.trainer.cpu_bfloat16_is_native", lambda: False)
-    with pytest.warns(RuntimeWarning, match=r"cpu_bf16 ignored: this CPU \(\w+\) has no native bfloat16"):
+@pytest.mark.parametrize(("native", "amx", "why"), [
+    (False, False, r"cpu_bf16 ignored: this CPU \(\w+\) has no native bfloat16, where it runs about 100x slower"),
+    (True, False, r"cpu_bf16 ignored: this CPU \(\w+\) has bfloat16 instructions but no AMX"),
+])
+def test_cpu_bf16_is_ignored_with_a_warning_where_bfloat16_is_slower_than_float32(monkeypatch, native, amx, why):
+    """Emulated bfloat16 (AVX2) was about 100x slower, and AVX-512 bfloat16 without AMX about 2x slower
+    per convolution: the trainer keeps float32 and says why; with AMX it uses bfloat16."""
+    monkeypatch.setattr("pipeline.core.device.cpu_bfloat16_is_native", lambda: native)
+    monkeypatch.setattr("pipeline.core.device.cpu_has_amx", lambda: amx)
+    with pytest.warns(RuntimeWarning, match=why):
         trainer = ClusteringTrainer(_config(cpu_bf16=True))
-    assert not trainer.use_bf16 and trainer.notes and "float32" in trainer.notes[0]
-    monkeypatch.setattr("pipeline.core.clustering.trainer.cpu_bfloat16_is_native", lambda: True)
+    assert not trainer.use_bf16 and len(trainer.notes) == 1 and trainer.notes[0].endswith("trained in float32")
+    monkeypatch.setattr("pipeline.core.device.cpu_bfloat16_is_native", lambda: True)
+    monkeypatch.setattr("pipeline.core.device.cpu_has_amx", lambda: True)
     assert ClusteringTrainer(_config(cpu_bf16=True)).use_bf16
     assert ClusteringTrainer(_config()).notes == []

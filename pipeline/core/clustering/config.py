@@ -39,8 +39,9 @@ class ClusteringConfig(TrainerConfig):
             settings about 0.7x the time and 0.92x the peak memory of float32 on an Intel Xeon with AVX-512 and
             AMX (4.5-5.0 s per epoch and 1,243-1,253 MiB peak, against 6.2-6.9 s and 1,346-1,361 MiB),
             clusters close but not equal (ARI 0.97), so off by default (``bench/clustering_bench.py --paper-cpu`` and
-            ``bench/label_quality.py --set`` measure it). Ignored, with a note, on a CPU without native
-            bfloat16 (AVX2 only), where it would be about 100x slower.
+            ``bench/label_quality.py --set`` measure it). Ignored, with a note, where it is slower than float32
+            (:func:`~pipeline.core.device.cpu_bfloat16_why_not`): without AMX (1.2-1.4x per epoch on an AVX-512
+            Xeon) and without native bfloat16 (AVX2 only, about 100x).
         augment: random flip + affine augmentation of training cases.
         keep_epoch_by: which epoch's weights are kept, and what early stopping watches. ``"val_loss"`` (paper):
             the lowest VAL loss. ``"val_labels"``: the epoch whose VAL cluster maps best reproduce the VAL

@@ -50,7 +50,7 @@ from pipeline.core.clustering.records import (
     validate_cases,
     validate_val_labels,
 )
-from pipeline.core.device import cpu_bfloat16_is_native, resolve_device
+from pipeline.core.device import cpu_bfloat16_why_not, resolve_device
 from pipeline.core.metrics import best_regions, dice
 from pipeline.core.preprocess import GridSpec, from_model_grid, label_to_model_grid, to_model_grid
 from pipeline.core.training.checkpoints import atomic_save, epoch_seed
@@ -84,11 +84,11 @@ class ClusteringTrainer:
         self.device = resolve_device(config.device)
         self.grid = GridSpec(config.height, config.width, config.depth)
         self.use_amp = bool(config.amp and self.device.type == "cuda")
-        self.use_bf16 = bool(config.cpu_bf16 and self.device.type == "cpu" and cpu_bfloat16_is_native())
+        bf16_why_not = cpu_bfloat16_why_not() if config.cpu_bf16 and self.device.type == "cpu" else None
+        self.use_bf16 = bool(config.cpu_bf16 and self.device.type == "cpu" and bf16_why_not is None)
         self.notes: list[str] = []  # options this machine cannot honour; the run page shows them
-        if config.cpu_bf16 and self.device.type == "cpu" and not self.use_bf16:
-            self.notes.append(f"cpu_bf16 ignored: this CPU ({torch.backends.cpu.get_cpu_capability()}) has no native "
-                              "bfloat16, where it runs about 100x slower; trained in float32")
+        if bf16_why_not:
+            self.notes.append(f"cpu_bf16 ignored: {bf16_why_not}; trained in float32")
             warnings.warn(self.notes[-1], RuntimeWarning, stacklevel=2)
         self.loss_fn = ClusteringLoss(config.mu, inplace=True)  # the trainer never reads a response twice
         self.model = self._new_model()
