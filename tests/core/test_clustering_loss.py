@@ -110,3 +110,19 @@ def test_float16_gradient_survives_a_gradient_scaler():
         (ClusteringLoss(0.5, inplace=inplace)(y16)[0] * scale).backward()
         assert y16.grad.dtype == torch.float16
         torch.testing.assert_close(y16.grad.float(), y32.grad, rtol=5e-3, atol=1e-3)
+
+
+def test_scaled_gradient_in_blocks_equals_the_whole_product():
+    """The float32 gradient is scaled and narrowed to float16 a block at a time (no float32 temporary the size of
+    the response): the same numbers as in one piece, a last short block included; other cases in one piece."""
+    from pipeline.core.clustering.model import _scaled
+
+    g = torch.randn(2, 6, 7, 5, 3, generator=torch.Generator().manual_seed(3)) * 1e-6
+    scale = torch.tensor(65536.0)
+    want = (g * scale).to(torch.float16)
+    got = _scaled(g, scale, torch.float16, block=97)  # 1,260 values: 12 blocks and one of 96
+    assert got.dtype == torch.float16 and got.shape == g.shape
+    assert torch.equal(got, want)
+    channels_last = g.contiguous(memory_format=torch.channels_last_3d)
+    assert torch.equal(_scaled(channels_last, scale, torch.float16, block=97), want)
+    assert torch.equal(_scaled(g, scale, torch.float32, block=97), g * scale)
