@@ -132,8 +132,8 @@ def main() -> None:
                                             max_epochs=args.epochs, patience=args.epochs, **overrides)
         out["cpu_paper"] = _speed(paper_cfg, n_train=8, n_val=2)
     if torch.cuda.is_available():
-        gpu_cfg = ClusteringConfig.preset("paper", device="cuda", amp=True, max_epochs=args.epochs,
-                                          patience=args.epochs)
+        gpu_cfg = ClusteringConfig.preset("paper", device="cuda", max_epochs=args.epochs, patience=args.epochs,
+                                          **{"amp": True, **overrides})
         out["gpu"] = _speed(gpu_cfg, n_train=8, n_val=2)
     print(json.dumps(out, indent=1))
 

@@ -52,7 +52,7 @@ def run(config: UNetConfig, train: list, val: list, test: list) -> dict:
         per_epoch = len(train) * config.num_samples * int(np.prod(config.patch_size))
     times = []
     for images, _ in test:
-        trainer.predict(images)  # warm-up (cudnn autotune, allocator)
+        trainer.predict(images)  # warm-up (CUDA context, cuDNN handles, allocator)
         if trainer.device.type == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
