@@ -240,3 +240,18 @@ def test_cpu_bf16_on_a_cpu_without_native_bfloat16_trains_in_float32_and_says_so
         assert execute(run.pk, run_clustering) == "succeeded"
     run.refresh_from_db()
     assert any("cpu_bf16 ignored" in entry["text"] and "float32" in entry["text"] for entry in run.history)
+
+
+def test_a_run_trains_on_the_worker_s_device_unless_it_names_its_own(tiny, settings):
+    """One worker per GPU (LABELGEN_DEVICE=cuda:N): a run whose config says "auto" trains on the worker's device
+    (here a GPU this machine lacks, so it fails naming it); a run that names a device keeps it."""
+    settings.LABELGEN_DEVICE = "cuda:7"
+    run = make_run(tiny, max_epochs=1, patience=1)
+    assert run.config["device"] == "auto"
+    assert execute(run.pk, run_clustering) == "failed"
+    run.refresh_from_db()
+    assert "'cuda:7'" in run.message and "not available" in run.message
+    own = make_run(tiny, max_epochs=1, patience=1, device="cpu")
+    assert execute(own.pk, run_clustering) == "succeeded"
+    own.refresh_from_db()
+    assert own.device.startswith("cpu") and own.peak_memory_mb > 0

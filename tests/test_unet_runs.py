@@ -95,3 +95,18 @@ def test_import_external_predictions_validates_grids(tiny):
     with pytest.raises(CommandError, match="refused"):
         call_command("import_predictions", str(bad), dataset="tiny", set_name="other")
     assert not PredictionSet.objects.filter(name="other", labels__isnull=False).exists()
+
+
+def test_a_training_run_trains_on_the_worker_s_device(tiny, settings):
+    """LABELGEN_DEVICE (one worker per GPU) is where a run whose config says "auto" trains: here a GPU this
+    machine lacks, so the run fails naming it instead of landing on the first device."""
+    from pipeline.runs.execution import execute
+    from pipeline.runs.presets import unet_config
+    from pipeline.unet.runs import run_training
+
+    settings.LABELGEN_DEVICE = "cuda:7"
+    run = TrainingRun.objects.create(dataset=tiny["dataset"], label_source="truth",
+                                     config=unet_config("fast", {"max_epochs": 1}).to_dict())
+    assert run.config["device"] == "auto" and execute(run.pk, run_training) == "failed"
+    run.refresh_from_db()
+    assert "'cuda:7'" in run.message and "not available" in run.message

@@ -65,8 +65,23 @@ def cpu_bfloat16_why_not() -> str | None:
     return None
 
 
+def reset_peak_memory(device: torch.device) -> None:
+    """Start :func:`peak_memory_mb` afresh, so that a long-lived worker process reports each run's own peak
+    rather than the largest since it started. On the CPU this resets the process's peak RSS through
+    ``/proc/self/clear_refs`` (Linux); elsewhere the CPU figure stays the process's peak."""
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+        return
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # 5: reset the peak resident set size (proc(5))
+    except OSError:
+        pass
+
+
 def peak_memory_mb(device: torch.device) -> float | None:
-    """Peak allocated accelerator memory in MiB since the last reset, or the process's peak RSS on CPU."""
+    """Peak allocated accelerator memory in MiB, or the process's peak RSS on CPU, since
+    :func:`reset_peak_memory` (or the process's start)."""
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     import resource

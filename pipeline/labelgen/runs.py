@@ -13,7 +13,7 @@ from pipeline.core.refinement.combine import combine_raters
 from pipeline.core.refinement.inputs import gather_evidence
 from pipeline.datasets.storage import StagedVolumes
 from pipeline.models import Case, ClusterMap, Label, LabelQA
-from pipeline.runs.execution import Cancelled, run_dir
+from pipeline.runs.execution import Cancelled, on_this_worker, run_dir
 
 
 class DatasetNotReady(ValueError):
@@ -68,10 +68,11 @@ def check_clustering_inputs(dataset, config):
 def run_clustering(run, ctx):
     # torch and MONAI are imported here, in the worker, not by the web pages that import this module
     from pipeline.core.clustering import ClusteringTrainer
-    from pipeline.core.device import describe_device, peak_memory_mb, resolve_device
+    from pipeline.core.device import describe_device, peak_memory_mb, reset_peak_memory, resolve_device
 
-    config = ClusteringConfig.from_dict({k: v for k, v in run.config.items() if k != "preset"})
+    config = on_this_worker(ClusteringConfig.from_dict({k: v for k, v in run.config.items() if k != "preset"}))
     device = resolve_device(config.device)
+    reset_peak_memory(device)
     run.update_fields(device=describe_device(device))
     modalities = check_clustering_inputs(run.dataset, config)
     cases = list(Case.objects.filter(dataset=run.dataset).prefetch_related("images", "labels")

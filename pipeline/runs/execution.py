@@ -241,3 +241,10 @@ def run_dir(run):
     path = Path(settings.MEDIA_ROOT) / "runs" / str(run.pk)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def on_this_worker(config):
+    """A run's training config with the device it trains on here: the run's own choice, or this worker's
+    ``LABELGEN_DEVICE`` where the run says ``"auto"`` (one worker per GPU, each started with
+    ``LABELGEN_DEVICE=cuda:N``; without it every run would land on the first GPU)."""
+    return config.replace(device=settings.LABELGEN_DEVICE) if config.device == "auto" else config

@@ -11,7 +11,7 @@ from pipeline.core.unet.evaluation import paired_test
 from pipeline.datasets.storage import StagedVolumes
 from pipeline.labelgen.runs import DatasetNotReady, case_modalities, load_images
 from pipeline.models import Case, CaseMetric, ComparisonRun, Label, PredictionSet, Run
-from pipeline.runs.execution import Cancelled, run_dir
+from pipeline.runs.execution import Cancelled, on_this_worker, run_dir
 
 
 def _mask(label):
@@ -56,14 +56,15 @@ def training_cases(dataset, source, rater=""):
 
 def run_training(run, ctx):
     # torch and MONAI are imported here, in the worker, not by the web pages that import this module
-    from pipeline.core.device import describe_device, peak_memory_mb, resolve_device
+    from pipeline.core.device import describe_device, peak_memory_mb, reset_peak_memory, resolve_device
     from pipeline.core.unet import UNetTrainer
 
     if run.comparison_id:
         ComparisonRun.objects.filter(pk=run.comparison_id, status=Run.Status.QUEUED).update(
             status=Run.Status.RUNNING, started_at=timezone.now(), message="training the arms")
-    config = UNetConfig.from_dict({k: v for k, v in run.config.items() if k != "preset"})
+    config = on_this_worker(UNetConfig.from_dict({k: v for k, v in run.config.items() if k != "preset"}))
     device = resolve_device(config.device)
+    reset_peak_memory(device)
     run.update_fields(device=describe_device(device))
     ctx.progress(0, "loading cases")
     modalities, cases = training_cases(run.dataset, run.label_source, run.expert_rater)

@@ -264,14 +264,13 @@ class ClusteringTrainer:
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, device: str | None = None) -> ClusteringTrainer:
-        """A trainer ready to :meth:`predict`, from :meth:`save` output or a ``best.pt``; ``device`` overrides
-        the stored one (e.g. ``"cpu"`` for a model trained on a GPU)."""
+        """A trainer ready to :meth:`predict`, from :meth:`save` output or a ``best.pt``, on ``device`` (default
+        ``"auto"``: CUDA if available, else the CPU; not the device it was trained on, which may not exist here)."""
         ck = torch.load(Path(path), map_location="cpu", weights_only=True)
         if ck.get("format") != _FORMAT or ck.get("kind") != "model":
             raise ValueError(f"{path} is not a saved clustering model (use save() or best.pt)")
-        config = ClusteringConfig.from_dict(json.loads(ck["config_json"]))
-        if device is not None:
-            config = config.replace(device=device)
+        # where it was trained ("cuda:1") may not exist here: it runs where asked, else on what this machine has
+        config = ClusteringConfig.from_dict(json.loads(ck["config_json"])).replace(device=device or "auto")
         trainer = cls(config)
         trainer.model.load_state_dict(ck["model"])
         trainer.n_modalities = int(ck["n_modalities"])

@@ -81,6 +81,24 @@ def _copy(model: torch.nn.Module) -> dict:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
+# how an optimiser computes its step on this device, not what it has learnt: a checkpoint written on another device
+# (a CPU worker's plain SGD resumed on a GPU worker's fused one) must not switch it
+_IMPLEMENTATION = ("fused", "foreach", "capturable")
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
+    """``optimizer.load_state_dict(state)`` keeping the implementation this optimiser was built with.
+
+    ``load_state_dict`` replaces the parameter groups with the saved ones, flags included: a fused SGD given a
+    CPU checkpoint's ``fused=None`` stepped unfused, and under a GradScaler (which still saw a fused optimiser
+    and passed it its scale) failed with "Expected grad_scale and found_inf to be None".
+    """
+    kept = [{k: g[k] for k in _IMPLEMENTATION if k in g} for g in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, flags in zip(optimizer.param_groups, kept, strict=True):
+        group.update(flags)
+
+
 class EpochLoop:
     """Runs epochs of ``model`` until a stopping rule fires, resumably.
 
@@ -119,7 +137,9 @@ class EpochLoop:
         path = self.ck.directory / "last.pt"
         if not path.exists():
             return 0
-        ck = torch.load(path, map_location=self.device, weights_only=True)
+        # to the CPU first: load_state_dict moves what belongs on the device there, and leaves an optimiser's step
+        # counts on the CPU (on the GPU, a non-capturable AdamW reads each back with a host sync every step)
+        ck = torch.load(path, map_location="cpu", weights_only=True)
         if ck.get("format") != self.ck.fmt or ck.get("kind") != "last":
             raise ValueError(f"{path} is not a {self.ck.what} checkpoint")
         ours, theirs = self.ck.config, ck["config"]
@@ -135,7 +155,10 @@ class EpochLoop:
         for name, obj in self.stateful.items():
             if name == "scaler" and not (ck.get("scaler") and self.restore_scaler):
                 continue
-            obj.load_state_dict(ck[name])
+            if isinstance(obj, torch.optim.Optimizer):
+                load_optimizer_state(obj, ck[name])
+            else:
+                obj.load_state_dict(ck[name])
         torch.set_rng_state(ck["rng"]["torch"].cpu())
         if "cuda" in ck["rng"] and self.device.type == "cuda":
             torch.cuda.set_rng_state(ck["rng"]["cuda"].cpu(), self.device)

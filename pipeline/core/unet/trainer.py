@@ -270,9 +270,8 @@ class UNetTrainer:
 
     @classmethod
     def _from_meta(cls, meta: dict, state_dict: dict, device: str | None) -> UNetTrainer:
-        config = UNetConfig.from_dict(meta["config"])
-        if device is not None:
-            config = config.replace(device=device)
+        # where it was trained ("cuda:1") may not exist here: it runs where asked, else on what this machine has
+        config = UNetConfig.from_dict(meta["config"]).replace(device=device or "auto")
         trainer = cls(config)
         trainer.n_modalities = int(meta["in_channels"])
         trainer.modalities = list(meta["modalities"]) if meta.get("modalities") else None
@@ -287,8 +286,8 @@ class UNetTrainer:
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, device: str | None = None) -> UNetTrainer:
-        """A trainer ready to :meth:`predict`, from :meth:`save` output or a ``best.pt``; ``device`` overrides
-        the stored one (e.g. ``"cpu"`` for a model trained on a GPU)."""
+        """A trainer ready to :meth:`predict`, from :meth:`save` output or a ``best.pt``, on ``device`` (default
+        ``"auto"``: CUDA if available, else the CPU; not the device it was trained on, which may not exist here)."""
         ck = torch.load(Path(path), map_location="cpu", weights_only=True)
         if not isinstance(ck, dict) or ck.get("format") != _FORMAT or ck.get("kind") != "model":
             raise ValueError(f"{path} is not a saved U-Net model (use save() or best.pt)")
@@ -307,7 +306,8 @@ class UNetTrainer:
 
     @classmethod
     def load_exported(cls, path_dir: str | os.PathLike, *, device: str | None = None) -> UNetTrainer:
-        """A trainer ready to :meth:`predict` from an :meth:`export` directory (no database needed)."""
+        """A trainer ready to :meth:`predict` from an :meth:`export` directory (no database needed), on
+        ``device`` (default ``"auto"``: CUDA if available, else the CPU)."""
         d = Path(path_dir)
         for name in ("config.json", "model.pt"):
             if not (d / name).is_file():

@@ -18,7 +18,7 @@ class Command(BaseCommand):
         parser.add_argument("--model", required=True)
         parser.add_argument("--images", required=True)
         parser.add_argument("--out", required=True)
-        parser.add_argument("--device", default=None)
+        parser.add_argument("--device", default=None, help="auto (default: CUDA if present, else the CPU), cpu, cuda or cuda:N")
 
     def handle(self, model, images, out, device, **options):
         from pipeline.core.io.nifti import VolumeError, load_volume, save_nifti_atomic
