@@ -241,8 +241,8 @@ class SelfLabelLoss(torch.autograd.Function):
 
 def _scaled(grad: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype, block: int = 1 << 24) -> torch.Tensor:
     """``(grad * scale).to(dtype)``; a float32 ``grad`` narrowed to float16 (GradScaler's scale times a float16
-    response's gradient) a block at a time, without a float32 temporary the size of the response (8 GiB at the
-    paper's 512x512x32 grid with batch 4)."""
+    response's gradient) a block at a time, without a float32 temporary the size of the response (7.5 GiB at the
+    paper's 512x512x32 grid, 2 x 30 channels and batch 4)."""
     if grad.dtype == dtype or not grad.is_contiguous():
         return (grad * scale).to(dtype)
     out = torch.empty_like(grad, dtype=dtype)
