@@ -50,7 +50,21 @@ def test_compare_models_trains_arms_identically_and_predicts_test(tiny, capsys):
         assert CaseMetric.objects.filter(run=arm, reference="truth").count() == len(test_cases)
     summary = comparison.summary
     assert set(summary["arms"]) == {"expert", "truth"}
-    assert "dice_vs_truth" in summary["paired_tests"]
+    test = summary["paired_tests"]["dice_vs_truth"]
+    assert (test["a"], test["b"], test["reference"]) == ("expert", "truth", "truth")  # which way it goes
+    assert test["mean_difference"] == pytest.approx(test["mean_a"] - test["mean_b"])
+    assert f"Dice vs truth, expert minus truth: mean difference {test['mean_difference']:+.3f}" in out
+
+
+def test_comparison_page_says_which_way_the_difference_goes_and_no_worker_facts(tiny, client_for, admin_user):
+    call_command("compare_models", dataset="tiny", arms="expert,truth", config=tiny["config"])
+    html = client_for(admin_user).get(ComparisonRun.objects.get().get_absolute_url()).content.decode()
+    assert "Dice vs truth, expert minus truth per case: mean difference" in html
+    assert "Attempts" not in html and "Code version" not in html  # the arms ran, not the comparison
+    arm = TrainingRun.objects.first()
+    assert "Attempts" in client_for(admin_user).get(arm.get_absolute_url()).content.decode()
+    assert [TrainingRun(label_source=s).labels_in_a_sentence for s in ("expert", "ai", "truth")] == [
+        "expert labels", "AI-assisted labels", "truth (phantoms)"]
 
 
 def test_predict_from_export_needs_no_database(tiny):

@@ -57,6 +57,12 @@ class TrainingRun(Run):
     def arm_name(self):
         return self.label_source + (f"-{self.expert_rater}" if self.expert_rater else "")
 
+    @property
+    def labels_in_a_sentence(self):
+        """The label source inside a sentence: "expert labels", "AI-assisted labels" (an acronym keeps its case)."""
+        text = self.get_label_source_display()
+        return text if text[:2].isupper() else text[0].lower() + text[1:]
+
 
 class CaseMetric(models.Model):
     """A prediction of a TEST case against a reference label (expert union or truth)."""

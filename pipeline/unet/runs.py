@@ -175,6 +175,7 @@ def comparison_summary(arms):
                 cases = sorted(set(values[(a, reference)]) & set(values[(b, reference)]))
                 test = paired_test([values[(a, reference)][c]["dice"] for c in cases],
                                    [values[(b, reference)][c]["dice"] for c in cases])
-                tests[f"dice_vs_{reference}"] = {k: (None if isinstance(v, float) and not np.isfinite(v) else v)
-                                                 for k, v in test.items()}
+                # a and b say which way the difference goes (a minus b)
+                tests[f"dice_vs_{reference}"] = {"a": a, "b": b, "reference": reference} | {
+                    k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in test.items()}
     return {"arms": per_arm, "paired_tests": tests}

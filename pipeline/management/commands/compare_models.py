@@ -21,7 +21,8 @@ def summary_lines(comparison):
                              f"(n={d['n']}) · HD95 mean {fmt(h['mean'])} mm")
     for name, test in comparison.summary.get("paired_tests", {}).items():
         p = test.get("wilcoxon_p")
-        lines.append(f"paired {name}: mean difference {test.get('mean_difference'):+.3f}, Wilcoxon p = "
+        what = f"Dice vs {test['reference']}, {test['a']} minus {test['b']}" if "a" in test else f"paired {name}"
+        lines.append(f"{what}: mean difference {test.get('mean_difference'):+.3f}, Wilcoxon p = "
                      f"{'—' if p is None else f'{p:.3g}'} (n={test.get('n')})")
     return lines
 
