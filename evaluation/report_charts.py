@@ -9,6 +9,9 @@ import plotly.graph_objects as go
 import plotly.io as pio
 
 LAYOUT = {"margin": {"t": 64, "r": 10, "b": 50, "l": 60}, "height": 340, "template": "plotly_white"}
+# a share from 0% to 100%, a little room beyond so markers and whiskers at either end are not cut in half, and
+# a tick every 25% (on a narrow chart plotly's own choice was 0% and 50% only)
+SHARE_AXIS = {"range": [-0.04, 1.04], "tickvals": [0, 0.25, 0.5, 0.75, 1], "tickformat": ".0%", "zeroline": False}
 
 
 def _json(fig):
@@ -71,10 +74,12 @@ def forest_figure(pair):
                  "array": [r["wilson"]["high"] - r["share_a"] for r in rows],
                  "arrayminus": [r["share_a"] - r["wilson"]["low"] for r in rows]},
         hovertemplate="%{y}: %{x:.1%}"))
-    fig.add_vline(x=pair["preference"]["share_a"], line_color="#2456d6", annotation_text="all readers")
+    # the label above the plot, where no reader's interval or the 50% line runs through it
+    fig.add_vline(x=pair["preference"]["share_a"], line_color="#2456d6", annotation_text="all readers",
+                  annotation_position="top", annotation_yanchor="bottom", annotation_font_color="#2456d6")
     fig.add_vline(x=0.5, line_dash="dot")
     fig.update_layout(title=_title(f"Per reader: share preferring {pair['arm_a']} (Wilson 95% CI)"),
-                      xaxis={"range": [0, 1], "tickformat": ".0%"},
+                      xaxis=SHARE_AXIS,
                       **{**LAYOUT, "height": max(260, 40 + 22 * len(rows))})
     return _json(fig)
 
@@ -130,7 +135,7 @@ def dice_figure(pair):
                                text=[f"n={b['n']}" for b in bins]))
     fig.update_layout(title=_title(f"Preference for {pair['arm_a']} vs Dice gap ({pair['arm_a']} minus "
                                    f"{pair['arm_b']})"),
-                      yaxis={"range": [0, 1], "tickformat": ".0%"}, xaxis={"title": {"text": "Dice gap"}}, **LAYOUT)
+                      yaxis=SHARE_AXIS, xaxis={"title": {"text": "Dice gap"}}, **LAYOUT)
     return _json(fig)
 
 
