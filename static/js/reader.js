@@ -86,8 +86,12 @@ function showLocation() {
 }
 
 // --- item display -----------------------------------------------------------------------------------------
+// the tab's title ends with the position too ("Study 1 · 2 / 7"): items after the first are shown in place
+const titleStart = document.title.replace(/\d+ \/ \d+$/, "");
+
 function renderProgress() {
   els.position.textContent = `${item.position} / ${item.total}`;
+  document.title = `${titleStart}${item.position} / ${item.total}`;
   els.progress.textContent = `${Math.min(done, item.total)} answered`;
   els.root.dataset.position = String(item.position);
 }

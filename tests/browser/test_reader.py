@@ -85,9 +85,16 @@ def test_reader_goes_through_a_study_with_keys_mouse_outage_and_resume(page, set
     page.select_option("#layout", "multiplanar")
     page.click("#outline")
 
+    assert page.title().endswith(" · 1 / 6")
+    boxes = [page.locator(s).bounding_box() for s in ("#canvas-left", "#choose-left")]
+    page.keyboard.press("a")
+    page.wait_for_selector("#followup:not([hidden])")
+    # the confidence row takes the place kept for it: no button moves and the viewers keep their size
+    assert [page.locator(s).bounding_box() for s in ("#canvas-left", "#choose-left")] == boxes
     answer_by_keys(page, "a", 4)
     choices[1] = "left"
     wait_item(page, 2)
+    assert page.title().endswith(" · 2 / 6")  # the tab says where the reader is, also after moving on in place
     # The next item was prefetched: once it is ready, moving on fetches no volume.
     assert page.evaluate("window.labelgenReader.nextReady()") is True
     volume_requests = []
