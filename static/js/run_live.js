@@ -41,6 +41,18 @@ function cellFor(metric) {
   return cells.get(metric.key);
 }
 
+// plotly does not wrap titles: a long one ("VAL label agreement (Dice, picks the kept epoch)") ran past the edge of
+// a chart a third of the page wide
+function wrapped(text, width = 30) {
+  const lines = [];
+  for (const word of text.split(" ")) {
+    const last = lines.length ? lines[lines.length - 1] : null;
+    if (last !== null && `${last} ${word}`.length <= width) lines[lines.length - 1] = `${last} ${word}`;
+    else lines.push(word);
+  }
+  return lines.join("<br>");
+}
+
 function drawCharts(series) {
   if (!chartsEl || !window.Plotly) return;
   metricsShown.forEach(cellFor);
@@ -53,8 +65,10 @@ function drawCharts(series) {
                     name: `${name} ${metric.label}` });
     }
     const el = cellFor(metric);
-    window.Plotly.react(el, traces, { title: { text: metric.label }, xaxis: { title: { text: metric.x || "epoch" } },
-      margin: { t: 40, r: 10, b: 40, l: 50 }, height: 280, autosize: true },
+    const title = wrapped(metric.label);
+    const extraLines = title.split("<br>").length - 1;
+    window.Plotly.react(el, traces, { title: { text: title }, xaxis: { title: { text: metric.x || "epoch" } },
+      margin: { t: 40 + 18 * extraLines, r: 10, b: 40, l: 50 }, height: 280 + 18 * extraLines, autosize: true },
       { displayModeBar: false, responsive: true });
     el.dataset.drawn = "1";
   }

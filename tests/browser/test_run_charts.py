@@ -1,9 +1,10 @@
 """The run page's live curves fit their cells: every chart lies inside its grid cell and the card, and
-its x axis spans every recorded epoch (a 37-epoch training run whose chart used to be cut at epoch 11)."""
+its x axis spans every recorded epoch (a 37-epoch training run whose chart used to be cut at epoch 11); a long
+chart title wraps inside its chart."""
 
 import pytest
 
-from pipeline.models import Dataset, RunEvent, TrainingRun
+from pipeline.models import ClusteringRun, Dataset, RunEvent, TrainingRun
 from tests.browser.conftest import login, screenshot
 from tests.factories import make_user
 
@@ -40,4 +41,25 @@ def test_run_page_curves_stay_inside_their_cells(page, width):
         assert b["range"][0] <= 1 and b["range"][1] >= EPOCHS, b  # every epoch drawn
         assert b["title"], b
     screenshot(page, f"run-charts-{width}")
+    assert not page.js_errors, page.js_errors
+
+
+def test_a_long_chart_title_wraps_inside_its_chart(page):
+    run = ClusteringRun.objects.create(dataset=Dataset.objects.create(name="d"), status="succeeded", progress=100.0,
+                                       config={"keep_epoch_by": "val_labels"})
+    RunEvent.objects.bulk_create([RunEvent(run=run, step=e, values={
+        "train_loss": 1.0 / e, "val_loss": 1.0 / e, "n_clusters": 20 - e, "val_agreement": e / 10})
+        for e in range(1, 11)])
+    make_user("c_admin", "admin")
+    login(page, "c_admin", "c_admin-pass-123")
+    page.goto(run.get_absolute_url())
+    page.wait_for_selector("#chart-val_agreement .gtitle")
+    page.wait_for_timeout(300)
+    title, cell = page.evaluate("""() => {
+      const el = document.getElementById('chart-val_agreement'), box = (e) => e.getBoundingClientRect().toJSON();
+      return [box(el.querySelector('.gtitle')), box(el)];
+    }""")
+    assert cell["left"] - 1 <= title["left"] and title["right"] <= cell["right"] + 1, (title, cell)
+    assert title["height"] > 25  # on two lines
+    screenshot(page, "run-charts-clustering")
     assert not page.js_errors, page.js_errors
