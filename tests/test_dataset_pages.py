@@ -148,3 +148,22 @@ def test_dataset_list_keeps_its_split_counts_after_a_form_error(client_for, coor
     assert response.status_code == 400 and response.context["form"].errors["name"]
     html = " ".join(response.content.decode().split())
     assert "2 / 1 / 1" in html and " / / " not in html
+
+
+def test_case_page_shows_the_ai_label_beside_an_expert_outline_at_first(client_for, coordinator, media):
+    """Not a sparse input: the demo's box (an 'Expert (box)' label sorted before the outlines) covered the tumour."""
+    from tests.factories import add_label
+
+    case = make_dataset(n_cases=1).cases.get()
+    mask = np.zeros((32, 32, 8), np.uint8)
+    mask[8:24, 8:24, 2:6] = 1
+    box = add_label(case, mask, source="expert", rater="a-quick")  # sorts before r1
+    box.input = "box"
+    box.save()
+    ai = add_label(case, mask, source="ai")
+    c = client_for(coordinator)
+    config = c.get(reverse("pipeline:case_detail", args=[case.pk])).context["viewer_config"]
+    shown = [lab["name"] for lab in config["labels"] if lab["visible"]]
+    assert shown == [ai.display_name, "Expert r1 on t1fsce"], shown
+    html = c.get(reverse("pipeline:case_detail", args=[case.pk])).content.decode()
+    assert html.count(" checked aria-label") == 2 and 'checked aria-label="show Expert r1 on t1fsce"' in html

@@ -78,6 +78,14 @@ def case_row(case):
     }
 
 
+def shown_at_first(labels):
+    """The pks of the labels a case page shows at first: its AI label beside expert outlines, two in all, as a
+    coordinator compares them. A sparse input (a box, strokes) is left off: a box covered the tumour."""
+    ai = [lab.pk for lab in labels if lab.source == Label.Source.AI][:1]
+    outlines = [lab.pk for lab in labels if lab.source == Label.Source.EXPERT and not lab.is_sparse]
+    return set((ai + outlines)[:2])
+
+
 @capability_required("coordinate")
 def case_detail(request, pk):
     case = get_object_or_404(Case.objects.select_related("dataset"), pk=pk)
@@ -85,14 +93,17 @@ def case_detail(request, pk):
     labels = list(case.labels.select_related("prediction_set").order_by("source", "rater", "modality"))
     image_urls = {img.modality: reverse("pipeline:image_volume", args=[img.pk]) for img in images}
     label_urls = [reverse("pipeline:label_volume", args=[lab.pk]) for lab in labels]
+    shown = shown_at_first(labels)
+    for lab in labels:
+        lab.shown = lab.pk in shown
     config = {
         # the shared viewer settings (window presets, layouts, NiiVue options), as the reader page has them
         "viewer": viewer_config(base_urls=image_urls) if images else None,
         "images": [{"id": img.pk, "name": img.modality, "url": image_urls[img.modality]} for img in images],
         "labels": [{"id": lab.pk, "name": lab.display_name, "source": lab.source, "url": url,
                     "overlay": overlay_spec(url, colormap=LABEL_COLOURS.get(lab.source, "red")),
-                    "visible": lab.source in ("expert", "ai") and i < 2}
-                   for i, (lab, url) in enumerate(zip(labels, label_urls, strict=True))],
+                    "visible": lab.shown}
+                   for lab, url in zip(labels, label_urls, strict=True)],
     }
     return render(request, "pipeline/case_detail.html", {
         "case": case, "images": images, "labels": labels, "viewer_config": config,
