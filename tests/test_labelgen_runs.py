@@ -255,3 +255,10 @@ def test_a_run_trains_on_the_worker_s_device_unless_it_names_its_own(tiny, setti
     assert execute(own.pk, run_clustering) == "succeeded"
     own.refresh_from_db()
     assert own.device.startswith("cpu") and own.peak_memory_mb > 0
+
+
+def test_time_left_never_says_zero_minutes():
+    from pipeline.labelgen.runs import time_left
+
+    assert time_left(38 * 0.8) == "under a minute left"  # 38 epochs of 0.8 s said "at most 0 min left"
+    assert time_left(59.9) == "under a minute left" and time_left(600) == "at most 10 min left"

@@ -50,7 +50,7 @@ def _optional_field(f, prefix):
 class ClusteringLaunchForm(forms.Form):
     dataset = forms.ModelChoiceField(queryset=Dataset.objects.all())
     preset = forms.ChoiceField(choices=PRESET_CHOICES, initial=DEFAULT_PRESET)
-    refine = forms.BooleanField(required=False, initial=True, label="then refine into AI labels (step 2)")
+    refine = forms.BooleanField(required=False, initial=True, label="then refine into AI labels (step 2)", label_suffix="")
 
     CLUSTERING = [f for f in fields(ClusteringConfig)]
     REFINE = [f for f in fields(RefineParams) if f.name not in ("ignore_clusters",)]

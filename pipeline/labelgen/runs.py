@@ -65,6 +65,12 @@ def check_clustering_inputs(dataset, config):
     return modalities
 
 
+def time_left(seconds):
+    """At most how long the run has left (early stopping may end it sooner): "at most 12 min left"; under a minute
+    is not "0 min"."""
+    return "under a minute left" if seconds < 60 else f"at most {seconds / 60:.0f} min left"
+
+
 def run_clustering(run, ctx):
     # torch and MONAI are imported here, in the worker, not by the web pages that import this module
     from pipeline.core.clustering import ClusteringTrainer
@@ -93,7 +99,7 @@ def run_clustering(run, ctx):
         eta = stats.seconds * (config.max_epochs - stats.epoch)
         ctx.progress(90 * stats.epoch / config.max_epochs,
                      f"epoch {stats.epoch}/{config.max_epochs} · loss {stats.train_loss:.3f} · "
-                     f"{stats.n_clusters} clusters · at most {eta / 60:.0f} min left")
+                     f"{stats.n_clusters} clusters · {time_left(eta)}")
 
     trainer = ClusteringTrainer(config)
     for note in trainer.notes:

@@ -87,7 +87,16 @@ async function poll() {
       setField("duration", fmtDuration(s.duration_s));
       setField("error", s.error);
       drawCharts(s.series);
+      const steps = Object.values(s.series).flat().map((p) => p.step);
+      if (steps.length && !s.finished) document.querySelectorAll("[data-epochs-done]").forEach((el) => { el.textContent = Math.max(...steps); });
       root.dataset.status = s.status;
+      // started or finished since the page was drawn: the page itself changes (start time, code version, Cancel,
+      // cluster maps, the next step's link), so it is drawn again once
+      const rendered = root.dataset.renderedStatus;
+      if (rendered && s.status !== rendered && (s.finished || rendered === "queued")) {
+        window.location.reload();
+        return;
+      }
       document.dispatchEvent(new CustomEvent("run-state", { detail: s }));
       if (s.finished) return;
     }

@@ -63,3 +63,24 @@ def test_a_long_chart_title_wraps_inside_its_chart(page):
     assert title["height"] > 25  # on two lines
     screenshot(page, "run-charts-clustering")
     assert not page.js_errors, page.js_errors
+
+
+def test_the_live_page_follows_the_run_to_its_end(page):
+    """While it runs, the epoch count follows the curves; when it finishes, the page is drawn again (no Cancel
+    button, its start time and code version), without a reload by hand."""
+    run = TrainingRun.objects.create(dataset=Dataset.objects.create(name="d"), label_source="expert",
+                                     status="running", progress=10.0, config={"max_epochs": 5})
+    make_user("c_admin", "admin")
+    login(page, "c_admin", "c_admin-pass-123")
+    page.goto(run.get_absolute_url())
+    page.wait_for_selector("#run-state[data-status='running']")
+    assert page.locator("button:has-text('Cancel')").count() == 1
+    RunEvent.objects.bulk_create([RunEvent(run=run, step=e, values={"train_loss": 1.0 / e}) for e in (1, 2)])
+    page.wait_for_function("document.querySelector('[data-epochs-done]').textContent === '2'", timeout=10_000)
+    TrainingRun.objects.filter(pk=run.pk).update(status="succeeded", progress=100.0, epochs_done=5,
+                                                 code_version="abc123def456")
+    page.wait_for_selector("button:has-text('Cancel')", state="detached", timeout=10_000)
+    page.wait_for_selector("#run-state[data-status='succeeded']")
+    text = " ".join(page.text_content("main").split())
+    assert "epochs 5 / 5" in text and "abc123def456" in text
+    assert not page.js_errors, page.js_errors
