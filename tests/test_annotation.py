@@ -203,3 +203,25 @@ def test_coordinator_creates_a_task(client_for, media):
     items = AnnotationItem.objects.filter(task__name="boxes").order_by("position")
     assert [i.case.external_id for i in items] == ["case002", "case000"]
     assert all(i.radiologist == reader for i in items)
+
+
+def test_a_drawing_that_gives_an_empty_ai_label_is_refused_and_the_earlier_label_kept(task, client_for):
+    """Step 2 kept no region (every grown region too large): the reader is told why and what to draw, instead
+    of an empty AI label that could be accepted ("0 voxels in 1 lesion(s)")."""
+    task, reader = task
+    item = task.items.order_by("position").first()
+    client = client_for(reader)
+    post_bytes(client, "pipeline:annotate_drawing", item, nifti_bytes(strokes_for(item.case)))
+    clustering_run(task.dataset)
+    assert post_bytes(client, "pipeline:annotate_make_ai", item, b"").status_code == 200
+    earlier = Label.objects.get(case=item.case, source="ai")
+    one_cluster = ClusteringRun.objects.create(dataset=task.dataset, status="succeeded")  # the newest run
+    relpath, _ = store_volume(np.ones(SHAPE, np.uint16), AFFINE, dtype=np.uint16)
+    ClusterMap.objects.create(run=one_cluster, case=item.case, file=relpath, n_clusters=1)
+    refused = post_bytes(client, "pipeline:annotate_make_ai", item, b"")
+    error = refused.json()["error"]
+    assert refused.status_code == 400 and error.startswith(f"case {item.case.external_id}: no AI label")
+    assert "larger than 2 times the lesion" in error and "nothing was stored" in error
+    assert list(Label.objects.filter(case=item.case, source="ai")) == [earlier]
+    item.refresh_from_db()
+    assert item.ai_label_id == earlier.pk and item.ai_state == "made"

@@ -141,6 +141,10 @@ def make_ai_label(item, seconds=0.0):
     data = load_volume(drawing.path, kind="label").data
     result = refine_label(cluster_map, [data], params, raters=[drawing.rater], kinds=[drawing.input],
                           spacing=tuple(case.reference_image().spacing))
+    if not result.label.any():  # an empty label to accept would read as "no tumour here"
+        raise AnnotationError(f"case {case.external_id}: no AI label from this drawing: {_why_empty(result)}. "
+                              "Mark more of the tumour (a larger part of it, or more slices) and make it again; "
+                              "nothing was stored")
     with StagedVolumes() as staged, transaction.atomic():
         Label.objects.filter(case=case, source=Label.Source.AI, rater=item.rater, prediction_set=None).delete()
         label = Label.objects.create(**_store_label(
@@ -150,6 +154,16 @@ def make_ai_label(item, seconds=0.0):
         item.ai_label, item.ai_state = label, AnnotationItem.AIState.MADE
     item.add_seconds(seconds)
     return label, result, time.perf_counter() - t0
+
+
+def _why_empty(result):
+    statuses = {lesion.status for lesion in result.lesions}
+    if "all_rejected" in statuses:
+        return (f"every region grown from the clusters inside it was discarded, as larger than "
+                f"{result.params.max_ratio:g} times the lesion it marks or mostly outside it")
+    if "no_candidate" in statuses:
+        return "no cluster of the clustering run lies inside it"
+    return "it marks no tumour"
 
 
 def review_ai_label(item, verdict, user, seconds=0.0):

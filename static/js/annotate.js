@@ -269,4 +269,4 @@ window.addEventListener("beforeunload", (e) => { if (dirty) e.preventDefault(); 
 
 setAiState(config.aiState);
 volumeCache.prefetch(config.images.map((i) => i.url));
-mount(config.images[0].url).catch((e) => { say(`The viewer could not start (${e.message || e}).`, true); root.dataset.ready = "error"; });
+mount(config.images[0].url).then(() => { if (status.textContent === "Loading…") say(""); }).catch((e) => { say(`The viewer could not start (${e.message || e}).`, true); root.dataset.ready = "error"; });

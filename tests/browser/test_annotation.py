@@ -49,6 +49,7 @@ def test_draw_save_make_ai_label_correct_and_accept(page, media):
     page.goto("/annotate/")
     page.click("text=Start")
     page.wait_for_selector("#annotate[data-ready='1']", timeout=90_000)
+    assert "Loading" not in page.inner_text("#annotate [data-role=status]")  # it said so after the viewer drew
     page.select_option("[data-role=plane]", "axial")
     page.wait_for_timeout(500)
     canvas = page.locator("#annotate canvas")
