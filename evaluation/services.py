@@ -38,6 +38,16 @@ def shared_cases(dataset, prediction_sets):
     return qs.order_by("external_id")
 
 
+def cases_of_sets():
+    """``{prediction set id (str): [ids of the cases it predicts]}``, for the study form's power planner: the
+    cases of a study of some sets are those in all of their lists (as :func:`shared_cases`)."""
+    out = {}
+    rows = Label.objects.filter(prediction_set__isnull=False).values_list("prediction_set_id", "case_id").distinct()
+    for set_id, case_id in rows:
+        out.setdefault(str(set_id), []).append(case_id)
+    return out
+
+
 @transaction.atomic
 def create_study(*, dataset, prediction_sets, title, readers=(), created_by=None, seed=None, pairs=None,
                  primary=None, open_now=False, **settings):

@@ -16,6 +16,7 @@ from evaluation.reader_page import item_payload, page_context
 from evaluation.services import (
     StudyError,
     assign_readers,
+    cases_of_sets,
     create_study,
     is_assigned_reader,
     may_see_unblinded,
@@ -49,7 +50,7 @@ def study_create(request):
             messages.success(request, f"Study “{study.title}” created as a draft with "
                                       f"{study.study_cases.count()} cases.")
             return redirect(study)
-    return render(request, "evaluation/study_form.html", {"form": form})
+    return render(request, "evaluation/study_form.html", {"form": form, "cases_of_set": cases_of_sets()})
 
 
 def prefill(params):

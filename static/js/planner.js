@@ -46,3 +46,15 @@ document.querySelectorAll("input[name=readers]").forEach((box) => box.addEventLi
   const n = document.querySelectorAll("input[name=readers]:checked").length;
   if (n) $("#plan-readers").value = n;
 }));
+// ... and so is the study's case count: the cases that every ticked prediction set covers (a set's cases come with
+// the page), recounted as sets are ticked, so the planned design is the study's own.
+const casesOfSet = JSON.parse(document.getElementById("cases-of-set")?.textContent || "{}");
+function studyCases() {
+  const sets = [...document.querySelectorAll("input[name=prediction_sets]:checked")].map((b) => casesOfSet[b.value] || []);
+  if (sets.length < 2) return;
+  const n = sets.reduce((common, ids) => common.filter((id) => ids.includes(id))).length;
+  if (n >= 2) $("#plan-cases").value = n;
+}
+document.querySelectorAll("input[name=prediction_sets]").forEach((box) => box.addEventListener("change", studyCases));
+studyCases(); // sets already ticked (from a U-Net comparison's "Create a blind reader study")
+

@@ -42,17 +42,25 @@ def test_report_page_draws_charts(page, settings, tmp_path):
 
 def test_coordinator_plans_power_on_the_study_form_and_the_study_keeps_it(page, settings, tmp_path):
     from evaluation.models import Study
+    from pipeline.models import Label
     from tests.factories import make_dataset
 
     settings.MEDIA_ROOT = tmp_path / "media"
-    dataset = make_dataset(n_cases=3)
+    dataset = make_dataset(n_cases=3, prediction_sets=("unet-expert", "unet-ai", "partial"))
+    Label.objects.filter(prediction_set__name="partial", case__external_id="case000").delete()  # 2 of 3 cases
     make_user("plan_coord", "coordinator")
     login(page, "plan_coord", "plan_coord-pass-123")
     page.goto("/studies/new/")
     page.fill("input[name=title]", "Planned study")
     page.select_option("select[name=dataset]", str(dataset.pk))
-    for pset in dataset.prediction_sets.all():
-        page.check(f"input[name=prediction_sets][value='{pset.pk}']")
+    first, second, partial = dataset.prediction_sets.order_by("pk")
+    page.check(f"input[name=prediction_sets][value='{first.pk}']")
+    assert page.input_value("#plan-cases") == "40"  # one set is no study yet: the planner's default stays
+    page.check(f"input[name=prediction_sets][value='{second.pk}']")
+    assert page.input_value("#plan-cases") == "3"  # the cases both sets predict: the study's own count
+    page.check(f"input[name=prediction_sets][value='{partial.pk}']")
+    assert page.input_value("#plan-cases") == "2"
+    page.uncheck(f"input[name=prediction_sets][value='{partial.pk}']")
     page.select_option("select[name=primary_method]", "bootstrap")
     page.fill("#plan-readers", "4")
     page.fill("#plan-cases", "30")
