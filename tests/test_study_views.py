@@ -137,6 +137,10 @@ def test_coordinator_creates_assigns_previews_opens_and_sees_progress(client_for
         "title": "Expert vs AI", "dataset": dataset.pk, "prediction_sets": [sets[0].pk],
         "readers": [reader.pk]})
     assert r.status_code == 200 and "at least two" in r.content.decode()
+    # at the top of the long form too, linked to the field (beside it, it is far below where the page opens)
+    summary = r.content.decode().split('class="form-error-summary', 1)[1].split("</div>", 1)[0]
+    assert '<a href="#id_prediction_sets">Arms (prediction sets)</a>: Choose at least two' in summary
+    assert 'id="id_prediction_sets"' in r.content.decode()  # where the link goes
     r = c.post(reverse("evaluation:study_create"), {
         "title": "Expert vs AI", "dataset": dataset.pk, "prediction_sets": [s.pk for s in sets],
         "readers": [reader.pk], "allow_tie": "on", "seed": "11"})
