@@ -67,6 +67,17 @@ def test_upload_page_guesses_and_imports_with_progress(page, media, tmp_path):
     assert label_row.locator("[name=kind]").input_value() == "label"
     assert label_row.locator("[name=rater]").input_value() == "r1"
     screenshot(page, "upload-mapping")
+    # every choice reads whole, also on a narrower window: no select is narrower than its chosen option's text
+    page.set_viewport_size({"width": 1000, "height": 900})
+    cut = page.evaluate("""() => {
+      const ctx = document.createElement('canvas').getContext('2d');
+      return [...document.querySelectorAll('#upload-table select')].filter((s) => {
+        ctx.font = getComputedStyle(s).font;
+        return ctx.measureText(s.selectedOptions[0].text).width + 16 > s.clientWidth;  // 16 px: the arrow
+      }).map((s) => s.selectedOptions[0].text);
+    }""")
+    assert cut == [], cut
+    page.set_viewport_size({"width": 1400, "height": 900})
     page.click("#upload-go")
     page.wait_for_selector("#upload[data-done='1']")
     assert "1 case(s) imported" in page.inner_text("#upload-report")
