@@ -293,4 +293,4 @@ def test_api_imports_dicom_with_a_token(export, tmp_path, client, coordinator):
     assert response.status_code == 200, response.content
     assert sorted(Case.objects.values_list("external_id", flat=True)) == ["k1", "k2"]
     bad = client.post(url, {"archive": SimpleUploadedFile("a.zip", b"not a zip"), "modality": ["T2*=t2"]}, **auth)
-    assert bad.status_code == 400 and "a.zip: neither a folder nor a zip file" in bad.json()["error"]
+    assert bad.status_code == 400 and "a.zip: not a zip file (a .zip of DICOM files" in bad.json()["error"]

@@ -11,7 +11,9 @@ export function showReport(el, report, datasetUrl) {
     for (const i of report.issues) {
       const li = document.createElement("li");
       li.className = `issue-${i.level}`;
-      li.textContent = `${i.level}: ${i.case}${i.file ? " · " + i.file : ""}: ${i.message}`;
+      // "-": an issue of the whole import, of no one case
+      const where = [i.case !== "-" ? i.case : "", i.file || ""].filter(Boolean).join(" · ");
+      li.textContent = `${i.level}: ${where ? where + ": " : ""}${i.message}`;
       ul.append(li);
     }
     el.append(ul);

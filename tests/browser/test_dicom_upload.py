@@ -39,6 +39,7 @@ def test_dicom_zip_is_scanned_mapped_and_imported(page, media, tmp_path):
     report = page.inner_text("#dicom-report")
     assert "2 case(s) imported" in report and "identifying tags (PatientName) are present in 2 case(s)" in report
     assert "1 series described 'localizer'" not in report and "2 series described 'localizer'" in report
+    assert "warning: 2 series described 'localizer'" in report and "-:" not in report  # no case: none named
     screenshot(page, "dicom-upload-report")
     cases = Case.objects.filter(dataset=ds)
     assert cases.count() == 2 and all(c.external_id.startswith("case-") and c.split == "VAL" for c in cases)

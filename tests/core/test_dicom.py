@@ -191,7 +191,7 @@ def test_zip_is_unpacked_safely(tmp_path, phantom):
     with pytest.raises(DicomTreeError, match="unpacks to"), dicom_tree(archive, max_unpacked_bytes=1000):
         pass
     (tmp_path / "notes.txt").write_text("x")
-    with pytest.raises(DicomTreeError, match="neither a folder nor a zip"), dicom_tree(tmp_path / "notes.txt"):
+    with pytest.raises(DicomTreeError, match="notes.txt: not a zip file"), dicom_tree(tmp_path / "notes.txt"):
         pass
 
 

@@ -106,7 +106,7 @@ def dicom_tree(path, *, max_unpacked_bytes=MAX_UNPACKED_BYTES):
     if not path.is_file():
         raise DicomTreeError(f"{path}: no such file or folder")
     if not zipfile.is_zipfile(path):
-        raise DicomTreeError(f"{path.name}: neither a folder nor a zip file")
+        raise DicomTreeError(f"{path.name}: not a zip file (a .zip of DICOM files, or a folder of them, is needed)")
     tmp = Path(tempfile.mkdtemp(prefix="labelgen-dicom-"))
     try:
         _unpack(path, tmp, max_unpacked_bytes)
