@@ -24,6 +24,14 @@ def test_report_page_draws_charts(page, settings, tmp_path):
     page.goto(f"/studies/{study.pk}/")
     assert page.locator("#votes-table").count() == 0 and "progress only" in page.inner_text("#blinded-answers")
     screenshot(page, "study-open-progress-only")
+    asked = []
+    page.once("dialog", lambda d: (asked.append(d.message), d.dismiss()))
+    page.click("#unblind-now")  # asked first: unblinding cannot be undone
+    page.wait_for_timeout(300)
+    assert asked and "cannot be undone" in asked[0] and page.locator("#votes-table").count() == 0
+    study.refresh_from_db()
+    assert study.unblinded_at is None  # declined: nothing was sent
+    page.once("dialog", lambda d: d.accept())
     page.click("#unblind-now")
     page.wait_for_selector("#votes-table")
     page.click("a.button:text('Report')")
