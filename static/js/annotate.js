@@ -147,6 +147,7 @@ async function save() {
       dirty = false;
       config.drawingUrl = data.drawingUrl;
       say(`Saved (${data.voxels} tumour voxels marked; ${data.seconds} s on this case).`);
+      afterChange();
       root.dataset.saved = String(Number(root.dataset.saved || 0) + 1);
       return data;
     } catch (e) {
@@ -159,6 +160,17 @@ async function save() {
   return saving;
 }
 
+// The case's history (drawings, AI labels and their review) is drawn by the server: after each change it is
+// fetched again with the page, so it never lags behind what the reader just did.
+async function refreshHistory() {
+  const response = await fetch(window.location.href, { credentials: "same-origin" });
+  if (!response.ok) return;
+  const page = new DOMParser().parseFromString(await response.text(), "text/html");
+  const fresh = page.querySelector("[data-role=history]");
+  if (fresh) root.ownerDocument.querySelector("[data-role=history]")?.replaceWith(fresh);
+}
+const afterChange = () => { refreshHistory().catch(() => {}); };
+
 async function makeAi() {
   if (dirty || !config.drawingUrl) await save();
   say("Making the AI label…");
@@ -168,12 +180,14 @@ async function makeAi() {
   setAiState(data.aiState);
   await mount(currentBase(), nv.drawBitmap.slice());
   say(`AI label made: ${data.voxels} voxels in ${data.lesions} lesion(s), ${data.serverSeconds} s on the server. Accept, edit or reject it.`);
+  afterChange();
 }
 
 async function review(verdict) {
   const data = await post(config.post.review_ai, null, { verdict });
   setAiState(data.aiState);
   say(verdict === "accepted" ? "AI label accepted." : "AI label rejected: it will not be trained on.");
+  afterChange();
 }
 
 // Editing the AI label: the drawing layer takes the AI label (the rough input is saved on the server first).
@@ -195,6 +209,7 @@ async function saveCorrection() {
   root.dataset.mode = "input";
   await mount(currentBase());
   say(`Correction saved (${data.voxels} voxels); the original AI label is kept in the case history.`);
+  afterChange();
 }
 
 function setAiState(state) {

@@ -66,6 +66,8 @@ def test_draw_save_make_ai_label_correct_and_accept(page, media):
     drag(page, box, [(0.5 - 0.4 * box["height"] / box["width"], 0.12), (0.5 + 0.4 * box["height"] / box["width"], 0.12)])
     page.keyboard.press("s")
     page.wait_for_selector("#annotate[data-saved='1']")
+    # the case's history shows the saved drawing without a reload
+    page.wait_for_function("document.querySelector('[data-role=history]').textContent.includes('scribbles')")
     screenshot(page, "annotate-strokes")
 
     drawing = Label.objects.get(case=item.case, source="expert", rater="drawer")
@@ -91,6 +93,7 @@ def test_draw_save_make_ai_label_correct_and_accept(page, media):
                            timeout=60_000)
     page.click("[data-action=accept]")
     page.wait_for_function("document.querySelector('[data-role=status]').textContent.startsWith('AI label accepted')")
+    page.wait_for_function("document.querySelector('[data-role=history]').textContent.includes('AI-assisted corrected')")
     screenshot(page, "annotate-corrected")
 
     correction = Label.objects.get(corrected_from=original)
