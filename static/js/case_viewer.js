@@ -10,6 +10,7 @@ const holder = root.querySelector(".viewer-single");
 const status = root.querySelector("[data-role=status]");
 const opacityInput = root.querySelector("[data-role=opacity]");
 const plane = root.querySelector("[data-role=plane]");
+const radiological = root.querySelector("[data-role=radiological]");
 let nv = null;
 let baseIndex = 0;
 
@@ -22,6 +23,7 @@ function viewerConfig(focusMm) {
     base: { ...shared.base, url: config.images[baseIndex].url },
     overlays: config.labels.filter((lab) => lab.visible).map((lab) => ({ ...lab.overlay, opacity })),
     sliceType: plane.value,
+    radiological: radiological.checked, // the reader page's default convention too
     focusMm,
   };
 }
@@ -35,6 +37,7 @@ async function show() {
   holder.replaceChildren(canvas);
   const cfg = viewerConfig(focusMm);
   nv = await mountViewer(canvas, cfg);
+  root.viewer = nv; // for the browser tests
   root.dataset.overlays = String(cfg.overlays.length);
   nv.setOverlayOpacity(Number(opacityInput.value) / 100);
   status.textContent = "";
@@ -56,5 +59,6 @@ document.querySelectorAll("[data-role=label-toggle]").forEach((box) => {
 });
 opacityInput.addEventListener("input", () => nv && nv.setOverlayOpacity(Number(opacityInput.value) / 100));
 plane.addEventListener("change", () => nv && nv.setSliceType(plane.value));
+radiological.addEventListener("change", () => nv && nv.bridge.setRadiological(radiological.checked));
 if (config.viewer) redraw();
 else status.textContent = "This case has no image to show.";

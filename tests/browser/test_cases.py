@@ -40,6 +40,12 @@ def test_phantom_dataset_20_cases_256_imports_and_case_page_shows_overlay(page, 
     lit, coloured = canvas_brightness(page, "#case-viewer canvas")
     assert lit > 0.05 and coloured > 0.0005, (lit, coloured)  # anatomy drawn, and a red expert overlay on it
     screenshot(page, "case-page-overlay")
+    # the radiologists' convention, as on the reader page, and the neurological one a click away
+    convention = "document.getElementById('case-viewer').viewer.opts.isRadiologicalConvention"
+    assert page.evaluate(convention) is True
+    page.uncheck("[data-role=radiological]")
+    assert page.evaluate(convention) is False
+    page.check("[data-role=radiological]")
     boxes = page.locator("[data-role=label-toggle]")
     for i in [i for i in range(boxes.count()) if boxes.nth(i).is_checked()]:
         boxes.nth(i).uncheck()
