@@ -15,7 +15,8 @@ const PEN = { PEN: 0, RECTANGLE: 1 };
 
 let nv = null;
 let mode = "input"; // "input": the drawing layer is the rough input; "correct": it is the AI label being edited
-let dirty = false;
+let dirty = false; // the rough input has changes not saved yet
+let correctionDirty = false; // the AI label being edited has changes not saved yet
 let saving = null;
 let autosaveTimer = null;
 let shortcutsOn = true;
@@ -104,7 +105,14 @@ async function mount(baseUrl, keepBitmap = null) {
     nv.createEmptyDrawing();
   }
   root.viewer = nv; // for the browser tests: where a voxel is on the canvas
-  nv.onDrawingChanged = () => { dirty = true; scheduleAutosave(); };
+  // the drawing layer holds the rough input, or while correcting the AI label; a stored drawing loaded into it
+  // is no change
+  nv.onDrawingChanged = (action) => {
+    if (action === "load") return;
+    if (mode === "correct") { correctionDirty = true; return; }
+    dirty = true;
+    scheduleAutosave();
+  };
   nv.onLocationChange = showSlice;
   useTool(root.querySelector("[data-tool].active")?.dataset.tool || defaultTool());
   showSlice();
@@ -138,7 +146,14 @@ function scheduleAutosave() {
   autosaveTimer = setTimeout(() => { if (mode === "input" && dirty) save().catch(() => {}); }, 2500);
 }
 
+// While the AI label is edited the drawing layer holds it, not the rough input: saving it as the input, or
+// leaving the case, would lose the radiologist's strokes or their edit.
+function notWhileCorrecting() {
+  if (mode === "correct") throw new Error("You are editing the AI label: press Save correction first (your rough input is already saved).");
+}
+
 async function save() {
+  notWhileCorrecting();
   if (saving) return saving;
   saving = (async () => {
     try {
@@ -172,6 +187,7 @@ async function refreshHistory() {
 const afterChange = () => { refreshHistory().catch(() => {}); };
 
 async function makeAi() {
+  notWhileCorrecting();
   if (dirty || !config.drawingUrl) await save();
   say("Making the AI label…");
   const data = await post(config.post.make_ai);
@@ -197,6 +213,7 @@ async function startCorrection() {
   await mount(currentBase());
   await loadDrawing(aiUrl.split("?")[0]);
   useTool("outline");
+  correctionDirty = false;
   root.dataset.mode = "correct";
   say("Editing the AI label: add with the pens, remove with the eraser, then Save correction.");
 }
@@ -205,6 +222,7 @@ async function saveCorrection() {
   const data = await post(config.post.correction, await drawingBytes());
   setAiState(data.aiState);
   aiUrl = fresh(data.correctionUrl);
+  correctionDirty = false;
   mode = "input";
   root.dataset.mode = "input";
   await mount(currentBase());
@@ -226,8 +244,9 @@ async function finish(statusName) {
     const reason = root.querySelector("[data-role=skip-reason]").value.trim();
     if (!reason) { say("Say why you skip this case (e.g. no lesion visible).", true); return; }
     form.append("reason", reason);
-  } else if (dirty || !config.drawingUrl) {
-    await save();
+  } else {
+    if (correctionDirty) notWhileCorrecting();
+    if (mode === "input" && (dirty || !config.drawingUrl)) await save();
   }
   const data = await post(config.post.finish, form, { status: statusName });
   window.location.href = data.nextUrl;
@@ -280,7 +299,7 @@ document.addEventListener("visibilitychange", () => {
     visibleSince = performance.now();
   }
 });
-window.addEventListener("beforeunload", (e) => { if (dirty) e.preventDefault(); });
+window.addEventListener("beforeunload", (e) => { if (dirty || correctionDirty) e.preventDefault(); });
 
 setAiState(config.aiState);
 volumeCache.prefetch(config.images.map((i) => i.url));

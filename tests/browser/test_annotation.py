@@ -88,9 +88,16 @@ def test_draw_save_make_ai_label_correct_and_accept(page, media):
     page.keyboard.press("e")  # eraser across the middle of the label
     page.select_option("[data-role=pen-size]", "3")
     drag(page, box, [(xs.min() - 2, cy, z), (xs.max() + 2, cy, z)], voxels=True)
+    drawing_posts = []
+    page.on("request", lambda r: drawing_posts.append(r.url) if r.method == "POST" and "/drawing/" in r.url else None)
+    page.keyboard.press("s")  # Save, while the drawing layer holds the AI label: not stored as the rough input
+    page.wait_for_function("document.querySelector('[data-role=status]').textContent.includes('Save correction first')")
     page.click("[data-action=save-correction]")
     page.wait_for_function("document.querySelector('[data-role=status]').textContent.startsWith('Correction saved')",
                            timeout=60_000)
+    page.wait_for_timeout(3000)  # longer than the autosave delay
+    assert drawing_posts == [], drawing_posts  # the rough input was neither overwritten nor saved again
+    assert Label.objects.get(pk=drawing.pk).sha256 == drawing.sha256
     page.click("[data-action=accept]")
     page.wait_for_function("document.querySelector('[data-role=status]').textContent.startsWith('AI label accepted')")
     page.wait_for_function("document.querySelector('[data-role=history]').textContent.includes('AI-assisted corrected')")
