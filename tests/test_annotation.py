@@ -218,6 +218,8 @@ def test_a_drawing_that_gives_an_empty_ai_label_is_refused_and_the_earlier_label
     one_cluster = ClusteringRun.objects.create(dataset=task.dataset, status="succeeded")  # the newest run
     relpath, _ = store_volume(np.ones(SHAPE, np.uint16), AFFINE, dtype=np.uint16)
     ClusterMap.objects.create(run=one_cluster, case=item.case, file=relpath, n_clusters=1)
+    item.refresh_from_db()
+    spent = item.seconds_spent
     refused = post_bytes(client, "pipeline:annotate_make_ai", item, b"")
     error = refused.json()["error"]
     assert refused.status_code == 400 and error.startswith(f"case {item.case.external_id}: no AI label")
@@ -225,3 +227,4 @@ def test_a_drawing_that_gives_an_empty_ai_label_is_refused_and_the_earlier_label
     assert list(Label.objects.filter(case=item.case, source="ai")) == [earlier]
     item.refresh_from_db()
     assert item.ai_label_id == earlier.pk and item.ai_state == "made"
+    assert item.seconds_spent == pytest.approx(spent + 3.0)  # the refused try's time is counted

@@ -244,13 +244,15 @@ def test_cpu_bf16_on_a_cpu_without_native_bfloat16_trains_in_float32_and_says_so
 
 def test_a_run_trains_on_the_worker_s_device_unless_it_names_its_own(tiny, settings):
     """One worker per GPU (LABELGEN_DEVICE=cuda:N): a run whose config says "auto" trains on the worker's device
-    (here a GPU this machine lacks, so it fails naming it); a run that names a device keeps it."""
-    settings.LABELGEN_DEVICE = "cuda:7"
+    (here a GPU no machine has, so it fails naming it); a run that names a device keeps it."""
+    settings.LABELGEN_DEVICE = "cuda:99"
     run = make_run(tiny, max_epochs=1, patience=1)
     assert run.config["device"] == "auto"
     assert execute(run.pk, run_clustering) == "failed"
     run.refresh_from_db()
-    assert "'cuda:7'" in run.message and "not available" in run.message
+    assert "'cuda:99'" in run.message and "not available" in run.message
+    typed = make_run(tiny, max_epochs=1, patience=1, device=" Auto ")  # auto as the config reads it
+    assert execute(typed.pk, run_clustering) == "failed" and "'cuda:99'" in ClusteringRun.objects.get(pk=typed.pk).message
     own = make_run(tiny, max_epochs=1, patience=1, device="cpu")
     assert execute(own.pk, run_clustering) == "succeeded"
     own.refresh_from_db()

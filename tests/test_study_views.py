@@ -252,3 +252,35 @@ def test_the_only_reader_of_an_open_study_is_not_removed(reader, reader2):
     with pytest.raises(StudyError, match=f"{reader.username} is the only reader of this open study"):
         remove_reader(study, assignment)
     assert study.assignments.count() == 1 and assignment.items.count() == 2
+
+
+def test_the_error_summary_lists_every_error_of_a_form():
+    """Non-field errors (a StudyError) and hidden fields' (the planner's planned_power) too: the summary at the
+    top of the form is never an empty 'Please correct:'."""
+    from django import forms
+    from django.template.loader import render_to_string
+
+    class Form(forms.Form):
+        name = forms.CharField()
+        token = forms.CharField(widget=forms.HiddenInput)
+
+        def clean(self):
+            raise forms.ValidationError("No case has a prediction in every chosen set.")
+
+    summary = render_to_string("includes/form_fields.html", {"form": Form({"name": "", "token": ""})}).split(
+        "</div>", 1)[0]
+    assert "<li>No case has a prediction in every chosen set.</li>" in summary
+    assert "<li>Token: This field is required.</li>" in summary
+    assert '<li><a href="#id_name">Name</a>: This field is required.</li>' in summary
+
+
+@pytest.mark.parametrize(("asks", "keeps_place"), [({"ask_confidence": True}, True), ({"ask_comment": True}, True),
+                                                    ({"ask_confidence": False, "ask_comment": False}, False)])
+def test_the_answer_row_keeps_room_for_a_follow_up_only_where_there_is_one(client_for, reader, asks, keeps_place):
+    """Confidence or comment asked: the hidden row keeps its place (showing it moves nothing); neither asked: it
+    takes no room from the viewers."""
+    from tests.factories import make_study
+
+    study = make_study(n_cases=2, readers=[reader], **asks)
+    html = client_for(reader).get(reverse("evaluation:reader_item", args=[study.pk, 1])).content.decode()
+    assert ('class="followup keeps-place"' in html) is keeps_place and 'id="followup" hidden' in html

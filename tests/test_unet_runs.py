@@ -118,9 +118,9 @@ def test_a_training_run_trains_on_the_worker_s_device(tiny, settings):
     from pipeline.runs.presets import unet_config
     from pipeline.unet.runs import run_training
 
-    settings.LABELGEN_DEVICE = "cuda:7"
+    settings.LABELGEN_DEVICE = "cuda:99"
     run = TrainingRun.objects.create(dataset=tiny["dataset"], label_source="truth",
                                      config=unet_config("fast", {"max_epochs": 1}).to_dict())
     assert run.config["device"] == "auto" and execute(run.pk, run_training) == "failed"
     run.refresh_from_db()
-    assert "'cuda:7'" in run.message and "not available" in run.message
+    assert "'cuda:99'" in run.message and "not available" in run.message

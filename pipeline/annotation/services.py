@@ -142,6 +142,7 @@ def make_ai_label(item, seconds=0.0):
     result = refine_label(cluster_map, [data], params, raters=[drawing.rater], kinds=[drawing.input],
                           spacing=tuple(case.reference_image().spacing))
     if not result.label.any():  # an empty label to accept would read as "no tumour here"
+        item.add_seconds(seconds)  # the time was spent all the same
         raise AnnotationError(f"case {case.external_id}: no AI label from this drawing: {_why_empty(result)}. "
                               "Mark more of the tumour (a larger part of it, or more slices) and make it again; "
                               "nothing was stored")
@@ -162,7 +163,7 @@ def _why_empty(result):
         return (f"every region grown from the clusters inside it was discarded, as larger than "
                 f"{result.params.max_ratio:g} times the lesion it marks or mostly outside it")
     if "no_candidate" in statuses:
-        return "no cluster of the clustering run lies inside it"
+        return "no cluster of the clustering run (the background left out) covers enough of what it marks"
     return "it marks no tumour"
 
 

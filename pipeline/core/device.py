@@ -18,6 +18,9 @@ def resolve_device(name: str = "auto") -> torch.device:
         raise ValueError(f"device {name!r} is not a valid torch device: {exc}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} was asked for but CUDA is not available on this worker")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"device {name!r} was asked for but is not available on this worker, which has "
+                         f"{torch.cuda.device_count()} CUDA device(s)")
     return device
 
 

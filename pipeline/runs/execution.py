@@ -247,4 +247,5 @@ def on_this_worker(config):
     """A run's training config with the device it trains on here: the run's own choice, or this worker's
     ``LABELGEN_DEVICE`` where the run says ``"auto"`` (one worker per GPU, each started with
     ``LABELGEN_DEVICE=cuda:N``; without it every run would land on the first GPU)."""
-    return config.replace(device=settings.LABELGEN_DEVICE) if config.device == "auto" else config
+    auto = (config.device or "auto").strip().lower() == "auto"  # as resolve_device reads it
+    return config.replace(device=settings.LABELGEN_DEVICE) if auto else config

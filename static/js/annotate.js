@@ -177,10 +177,14 @@ async function save() {
 
 // The case's history (drawings, AI labels and their review) is drawn by the server: after each change it is
 // fetched again with the page, so it never lags behind what the reader just did.
+let historyAsked = 0;
 async function refreshHistory() {
+  const asked = ++historyAsked;
   const response = await fetch(window.location.href, { credentials: "same-origin" });
   if (!response.ok) return;
-  const page = new DOMParser().parseFromString(await response.text(), "text/html");
+  const text = await response.text();
+  if (asked !== historyAsked) return; // a later change asked again: its answer is the one to show
+  const page = new DOMParser().parseFromString(text, "text/html");
   const fresh = page.querySelector("[data-role=history]");
   if (fresh) root.ownerDocument.querySelector("[data-role=history]")?.replaceWith(fresh);
 }

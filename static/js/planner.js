@@ -41,20 +41,33 @@ async function plan(solve) {
 
 $("#plan-power").addEventListener("click", () => plan(false));
 $("#plan-cases-needed").addEventListener("click", () => plan(true));
-// Readers ticked on the form are the planner's default reader count.
-document.querySelectorAll("input[name=readers]").forEach((box) => box.addEventListener("change", () => {
-  const n = document.querySelectorAll("input[name=readers]:checked").length;
-  if (n) $("#plan-readers").value = n;
-}));
-// ... and so is the study's case count: the cases that every ticked prediction set covers (a set's cases come with
-// the page), recounted as sets are ticked, so the planned design is the study's own.
+// The design follows the form: the readers ticked, and the cases every ticked prediction set covers (a set's cases
+// come with the page). A change makes the last answer stale: it is cleared, so the study never records a power
+// computed for another design.
 const casesOfSet = JSON.parse(document.getElementById("cases-of-set")?.textContent || "{}");
-function studyCases() {
-  const sets = [...document.querySelectorAll("input[name=prediction_sets]:checked")].map((b) => casesOfSet[b.value] || []);
-  if (sets.length < 2) return;
-  const n = sets.reduce((common, ids) => common.filter((id) => ids.includes(id))).length;
-  if (n >= 2) $("#plan-cases").value = n;
-}
-document.querySelectorAll("input[name=prediction_sets]").forEach((box) => box.addEventListener("change", studyCases));
-studyCases(); // sets already ticked (from a U-Net comparison's "Create a blind reader study")
+const defaults = { readers: $("#plan-readers").value, cases: $("#plan-cases").value };
 
+function setDesign(id, value, initial) {
+  if ($(id).value === String(value)) return;
+  $(id).value = value;
+  if (!initial && hidden && hidden.value) {
+    hidden.value = "";
+    result.textContent = "The design changed: compute the power again.";
+  }
+}
+
+function readersFromForm(initial = false) {
+  const readers = document.querySelectorAll("input[name=readers]:checked").length;
+  setDesign("#plan-readers", readers || defaults.readers, initial);
+}
+
+function casesFromForm(initial = false) {
+  const sets = [...document.querySelectorAll("input[name=prediction_sets]:checked")].map((b) => casesOfSet[b.value] || []);
+  const shared = sets.length >= 2 ? sets.reduce((common, ids) => common.filter((id) => ids.includes(id))).length : 0;
+  setDesign("#plan-cases", shared >= 2 ? shared : defaults.cases, initial); // under 2 cases is no study: the default
+}
+document.querySelectorAll("input[name=readers]").forEach((box) => box.addEventListener("change", () => readersFromForm()));
+document.querySelectorAll("input[name=prediction_sets]").forEach((box) => box.addEventListener("change", () => casesFromForm()));
+// what is ticked already (a U-Net comparison's "Create a blind reader study", a form sent back)
+readersFromForm(true);
+casesFromForm(true);

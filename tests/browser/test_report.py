@@ -76,6 +76,15 @@ def test_coordinator_plans_power_on_the_study_form_and_the_study_keeps_it(page, 
     page.wait_for_function("document.querySelector('#plan-result').textContent.startsWith('power ')")
     line = page.inner_text("#plan-result")
     assert "4 readers x 30 cases" in line and "Monte Carlo SE" in line and "bootstrap" in line
+    # the design changes with the form: the computed power is then stale, and cleared rather than recorded
+    page.check(f"input[name=prediction_sets][value='{partial.pk}']")
+    assert page.input_value("#plan-cases") == "2" and page.input_value("input[name=planned_power]") == ""
+    assert "compute the power again" in page.inner_text("#plan-result")
+    page.uncheck(f"input[name=prediction_sets][value='{partial.pk}']")
+    page.fill("#plan-cases", "30")
+    page.click("#plan-power")
+    page.wait_for_function("document.querySelector('#plan-result').textContent.startsWith('power ')")
+    assert page.inner_text("#plan-result") == line  # seeded: the same design gives the same answer
     screenshot(page, "study-form-planner")
     page.click("button[type=submit].primary")
     page.wait_for_selector("#study-status")

@@ -5,6 +5,7 @@ peak memory is each run's own."""
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from pipeline.core.clustering import ClusteringTrainer
@@ -38,6 +39,12 @@ def test_a_fused_optimizer_stays_fused_when_given_a_plain_optimizer_s_checkpoint
     plain = torch.optim.SGD(model.parameters(), lr=0.5, momentum=0.5)
     load_optimizer_state(plain, fused.state_dict())  # and the other way round
     assert plain.param_groups[0]["fused"] is None
+
+
+def test_a_gpu_this_machine_lacks_is_refused_by_name():
+    """With or without CUDA here: cuda:99 is no device of this machine (not a later 'invalid device ordinal')."""
+    with pytest.raises(ValueError, match=r"'cuda:99' was asked for but .*not available"):
+        resolve_device("cuda:99")
 
 
 def test_a_saved_model_loads_where_this_machine_runs_it(tmp_path):

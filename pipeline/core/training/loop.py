@@ -93,10 +93,11 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict) -> None:
     CPU checkpoint's ``fused=None`` stepped unfused, and under a GradScaler (which still saw a fused optimiser
     and passed it its scale) failed with "Expected grad_scale and found_inf to be None".
     """
-    kept = [{k: g[k] for k in _IMPLEMENTATION if k in g} for g in optimizer.param_groups]
-    optimizer.load_state_dict(state)
-    for group, flags in zip(optimizer.param_groups, kept, strict=True):
-        group.update(flags)
+    # the flags go into the saved groups before loading: load_state_dict also places each state tensor by them
+    # (a fused or capturable optimiser keeps its step counts on the parameters' device)
+    groups = [saved | {k: g[k] for k in _IMPLEMENTATION if k in g}
+              for saved, g in zip(state["param_groups"], optimizer.param_groups, strict=True)]
+    optimizer.load_state_dict({**state, "param_groups": groups})
 
 
 class EpochLoop:
