@@ -42,32 +42,6 @@ def cpu_bfloat16_is_native() -> bool:
         return False
 
 
-def cpu_has_amx() -> bool:
-    """Whether this CPU has AMX tiles (Intel Sapphire Rapids and newer), the matrix units oneDNN's bfloat16
-    convolutions need to beat float32."""
-    try:
-        return bool(torch.cpu._is_amx_tile_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def cpu_bfloat16_why_not() -> str | None:
-    """None where bfloat16 autocast speeds up step 1's 3D convolutions on this CPU, else why it does not.
-
-    Measured at the paper's settings (``bench/clustering_bench.py --paper-cpu``): with AMX an epoch took 0.7x
-    the float32 time; with AVX-512 bfloat16 instructions but no AMX (an Intel Xeon whose oneDNN ISA was
-    "AVX 10.1") a 30-channel 3x3x3 convolution's forward and backward took 2x the float32 time and an epoch
-    1.2-1.4x; without native bfloat16 (AVX2 only), about 100x.
-    """
-    capability = torch.backends.cpu.get_cpu_capability()
-    if not cpu_bfloat16_is_native():
-        return f"this CPU ({capability}) has no native bfloat16, where it runs about 100x slower"
-    if not cpu_has_amx():
-        return (f"this CPU ({capability}) has bfloat16 instructions but no AMX, where bfloat16 convolutions ran "
-                "about 2x slower than float32")
-    return None
-
-
 def reset_peak_memory(device: torch.device) -> None:
     """Start :func:`peak_memory_mb` afresh, so that a long-lived worker process reports each run's own peak
     rather than the largest since it started. On the CPU this resets the process's peak RSS through

@@ -37,11 +37,13 @@ class ClusteringConfig(TrainerConfig):
         amp: mixed precision (float16 autocast + GradScaler); used on CUDA only.
         cpu_bf16: bfloat16 autocast on the CPU (convolutions in bfloat16, no scaler needed): at the paper's
             settings about 0.7x the time and 0.92x the peak memory of float32 on an Intel Xeon with AVX-512 and
-            AMX (4.5-5.0 s per epoch and 1,243-1,253 MiB peak, against 6.2-6.9 s and 1,346-1,361 MiB),
-            clusters close but not equal (ARI 0.97), so off by default (``bench/clustering_bench.py --paper-cpu`` and
-            ``bench/label_quality.py --set`` measure it). Ignored, with a note, where it is slower than float32
-            (:func:`~pipeline.core.device.cpu_bfloat16_why_not`): without AMX (1.2-1.4x per epoch on an AVX-512
-            Xeon) and without native bfloat16 (AVX2 only, about 100x).
+            AMX (4.5-5.0 s per epoch and 1,243-1,253 MiB peak, against 6.2-6.9 s and 1,346-1,361 MiB), 0.74-0.94x
+            on an AMD EPYC with AVX-512 bfloat16 instructions and no AMX; clusters close but not equal (ARI 0.97),
+            so off by default (``bench/clustering_bench.py --paper-cpu`` and ``bench/label_quality.py --set``
+            measure it). Whether it pays is measured as the trainer starts, on one training step of the run's own
+            settings (:func:`~pipeline.core.clustering.bfloat16.bfloat16_why_not`); it is ignored, with a note,
+            where that step is not at least 10% faster (an Intel Xeon with AVX-512 bfloat16 instructions and no
+            AMX: 1.2-1.4x per epoch) and, unmeasured, without native bfloat16 (AVX2 only, about 100x).
         augment: random flip + affine augmentation of training cases.
         keep_epoch_by: which epoch's weights are kept, and what early stopping watches. ``"val_loss"`` (paper):
             the lowest VAL loss. ``"val_labels"``: the epoch whose VAL cluster maps best reproduce the VAL

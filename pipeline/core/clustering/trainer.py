@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pipeline.core.clustering.bfloat16 import bfloat16_why_not
 from pipeline.core.clustering.config import ClusteringConfig
 from pipeline.core.clustering.model import ClusteringLoss, ClusterNet, make_augmentation
 from pipeline.core.clustering.records import (
@@ -50,7 +51,7 @@ from pipeline.core.clustering.records import (
     validate_cases,
     validate_val_labels,
 )
-from pipeline.core.device import cpu_bfloat16_why_not, resolve_device
+from pipeline.core.device import resolve_device
 from pipeline.core.metrics import best_regions, dice
 from pipeline.core.preprocess import GridSpec, from_model_grid, label_to_model_grid, to_model_grid
 from pipeline.core.training.checkpoints import atomic_save, epoch_seed
@@ -84,7 +85,9 @@ class ClusteringTrainer:
         self.device = resolve_device(config.device)
         self.grid = GridSpec(config.height, config.width, config.depth)
         self.use_amp = bool(config.amp and self.device.type == "cuda")
-        bf16_why_not = cpu_bfloat16_why_not() if config.cpu_bf16 and self.device.type == "cpu" else None
+        bf16_why_not = (bfloat16_why_not(config.n_channels, config.n_conv, config.slice_kernel,
+                                         (config.height, config.width, config.depth))
+                        if config.cpu_bf16 and self.device.type == "cpu" else None)
         self.use_bf16 = bool(config.cpu_bf16 and self.device.type == "cpu" and bf16_why_not is None)
         self.notes: list[str] = []  # options this machine cannot honour; the run page shows them
         if bf16_why_not:
